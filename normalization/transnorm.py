@@ -1,0 +1,186 @@
+"""Transferable Normalization (Wang et al., NeurIPS 2019), as in the paper and the official code (thuml/TransNorm).
+
+Training mode, for a batch ``[x_s; x_t]`` (Algorithm 1):
+
+* Eq. 3: each domain is normalised with its own batch mean and biased variance, and updates its own running buffers
+  (``running_mean_source`` ... ``running_var_target``) with the unbiased variance, exactly as ``F.batch_norm``; then
+  the shared affine gives ``z = gamma * x_hat + beta``.
+* Eq. 5: per channel ``d = |mu_s / sqrt(v_s + eps) - mu_t / sqrt(v_t + eps)|`` from the statistics of the *raw input*
+  of each domain, where ``v`` is the unbiased variance (``torch.var``), as in the official code.
+* Eq. 6: ``alpha = C (1 + d)^-1 / sum_k (1 + d_k)^-1`` (Student t with one degree of freedom), so ``mean(alpha) = 1``.
+* Eq. 7: ``y = (1 + alpha) * z`` with ``alpha`` detached (no gradient flows through it).
+
+Eval mode normalises every sample with the target running statistics (source with
+``normalization.evaluation_domain(model, "source")``) and computes ``alpha`` from the four running buffers.
+
+Beyond the official code: the split may be unequal or single-domain (``normalization.domain_split``); a single-domain
+batch takes the absent domain's statistics for ``alpha`` from its running buffers, and leaves those buffers unchanged.
+The buffers have their own names, so a state dict saved from a TransNorm model loads back into one.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from normalization.domain import DomainAwareNorm
+from normalization.registry import batchnorm_dims, register
+from normda.errors import BatchTooSmallError
+
+
+def transferability_alpha(
+    mean_source: torch.Tensor,
+    var_source: torch.Tensor,
+    mean_target: torch.Tensor,
+    var_target: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Per-channel transferability ``alpha`` of Eq. 5-6, from per-domain channel means and (unbiased) variances."""
+    distance = (mean_source / torch.sqrt(var_source + eps) - mean_target / torch.sqrt(var_target + eps)).abs()
+    probability = 1.0 / (1.0 + distance)
+    return probability * (probability.numel() / probability.sum())
+
+
+class _TransNorm(DomainAwareNorm, nn.Module):
+    """Shared machinery of :class:`TransNorm1d`, :class:`TransNorm2d` and :class:`TransNorm3d`."""
+
+    _input_dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        if affine:
+            self.weight = nn.Parameter(torch.empty(num_features))
+            self.bias = nn.Parameter(torch.empty(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        for domain in ("source", "target"):
+            self.register_buffer(f"running_mean_{domain}", torch.zeros(num_features))
+            self.register_buffer(f"running_var_{domain}", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        for domain in ("source", "target"):
+            getattr(self, f"running_mean_{domain}").zero_()
+            getattr(self, f"running_var_{domain}").fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Running statistics 0/1; gamma ~ U(0, 1) and beta = 0 as in the official layer."""
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.uniform_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+    def running_stats(self, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"running_mean_{domain}"), getattr(self, f"running_var_{domain}")
+
+    def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (0, *range(2, x.dim()))
+
+    def _alpha_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (1, self.num_features) + (1,) * (x.dim() - 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in self._input_dims:
+            raise ValueError(f"{type(self).__name__} expects {' or '.join(map(str, self._input_dims))}-D input, "
+                             f"got {x.dim()}-D")
+        if self.training:
+            z, alpha = self._train_forward(x)
+        else:
+            z, alpha = self._eval_forward(x)
+        return z * (1.0 + alpha).view(self._alpha_shape(x))
+
+    def _update_factor(self) -> float:
+        """The weight of the new batch in the running averages (BatchNorm's convention; None = cumulative)."""
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def _train_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n_source, n_target = self.split_sizes(x.shape[0])
+        factor = self._update_factor()
+        outputs, statistics = [], {}
+        for domain, part in (("source", x[:n_source]), ("target", x[n_source:])):
+            if part.shape[0] == 0:
+                running_mean, running_var = self.running_stats(domain)
+                statistics[domain] = (running_mean.detach().clone(), running_var.detach().clone())
+                continue
+            self._check_batch(part, domain)
+            with torch.no_grad():
+                var, mean = torch.var_mean(part, dim=self._reduce_dims(part), correction=1)
+            statistics[domain] = (mean, var)
+            running_mean, running_var = self.running_stats(domain)
+            outputs.append(F.batch_norm(part, running_mean, running_var, self.weight, self.bias,
+                                        training=True, momentum=factor, eps=self.eps))
+        with torch.no_grad():
+            alpha = transferability_alpha(*statistics["source"], *statistics["target"], self.eps)
+        z = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
+        return z, alpha
+
+    def _eval_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        running_mean, running_var = self.running_stats(self.eval_domain)
+        z = F.batch_norm(x, running_mean, running_var, self.weight, self.bias, training=False, eps=self.eps)
+        alpha = transferability_alpha(*self.running_stats("source"), *self.running_stats("target"), self.eps)
+        return z, alpha.detach()
+
+    def _check_batch(self, part: torch.Tensor, domain: str) -> None:
+        values_per_channel = part.numel() // self.num_features
+        if values_per_channel < 2:
+            raise BatchTooSmallError(
+                f"{type(self).__name__}({self.num_features}) got {values_per_channel} value per channel in the "
+                f"{domain} part of the batch (shape {tuple(part.shape)}): give each domain at least 2 samples "
+                f"(raise data.batch_size)"
+            )
+
+
+class TransNorm1d(_TransNorm):
+    """TransNorm over ``(N, C)`` or ``(N, C, L)`` input, in place of ``nn.BatchNorm1d``."""
+
+    _input_dims = (2, 3)
+
+
+class TransNorm2d(_TransNorm):
+    """TransNorm over ``(N, C, H, W)`` input, in place of ``nn.BatchNorm2d``."""
+
+    _input_dims = (4,)
+
+
+class TransNorm3d(_TransNorm):
+    """TransNorm over ``(N, C, D, H, W)`` input, in place of ``nn.BatchNorm3d``."""
+
+    _input_dims = (5,)
+
+
+_BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d}
+
+
+@register("transnorm")
+def transnorm_from_batchnorm(bn: _BatchNorm) -> _TransNorm:
+    """A TransNorm layer in place of ``bn``: gamma/beta copied, and bn's running statistics copied into both domains."""
+    layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine)
+    reference = bn.weight if bn.affine else bn.running_mean
+    if reference is not None:
+        layer.to(device=reference.device, dtype=reference.dtype)
+    with torch.no_grad():
+        if bn.affine:
+            layer.weight.copy_(bn.weight)
+            layer.bias.copy_(bn.bias)
+        if bn.track_running_stats:
+            for domain in ("source", "target"):
+                running_mean, running_var = layer.running_stats(domain)
+                running_mean.copy_(bn.running_mean)
+                running_var.copy_(bn.running_var)
+            layer.num_batches_tracked.copy_(bn.num_batches_tracked)
+    layer.train(bn.training)
+    return layer

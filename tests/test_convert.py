@@ -1,0 +1,127 @@
+"""normalization.convert on real torchvision and timm models."""
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+import normalization
+from normalization import NormAct, TransNorm1d, TransNorm2d
+from normda.errors import ConfigError
+
+
+def randomize_batchnorms(model: nn.Module) -> nn.Module:
+    """Give every BatchNorm distinct statistics and affine parameters, as a pretrained network has."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator))
+                module.running_mean.copy_(torch.randn(n, generator=generator))
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def resnet50_pair():
+    original = randomize_batchnorms(torchvision.models.resnet50()).eval()
+    converted = normalization.convert(copy.deepcopy(original), "transnorm")
+    return original, converted
+
+
+def test_resnet50_has_53_batchnorms_all_replaced(resnet50_pair):
+    original, converted = resnet50_pair
+    batchnorms = {name for name, m in original.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    transnorms = {name for name, m in converted.named_modules() if isinstance(m, TransNorm2d)}
+    assert len(batchnorms) == 53
+    assert transnorms == batchnorms  # same places, stem BN and downsample BNs included
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in converted.modules())
+
+
+def test_statistics_and_affine_carry_over_into_both_domains(resnet50_pair):
+    original, converted = resnet50_pair
+    layers = dict(converted.named_modules())
+    for name, bn in original.named_modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            tn = layers[name]
+            torch.testing.assert_close(tn.weight, bn.weight, rtol=0, atol=0)
+            torch.testing.assert_close(tn.bias, bn.bias, rtol=0, atol=0)
+            for domain in ("source", "target"):
+                torch.testing.assert_close(getattr(tn, f"running_mean_{domain}"), bn.running_mean, rtol=0, atol=0)
+                torch.testing.assert_close(getattr(tn, f"running_var_{domain}"), bn.running_var, rtol=0, atol=0)
+
+
+def test_converted_eval_layer_is_twice_batchnorm_when_domains_share_statistics(resnet50_pair):
+    # identical source and target buffers give d = 0, alpha = 1: a freshly converted layer outputs 2 x BN (spec 2.5)
+    original, converted = resnet50_pair
+    x = torch.randn(2, 64, 8, 8)
+    torch.testing.assert_close(converted.bn1.eval()(x), 2.0 * original.bn1.eval()(x))
+
+
+def test_state_dict_round_trip(resnet50_pair):
+    _, converted = resnet50_pair
+    converted.train()
+    converted(torch.randn(4, 3, 64, 64))  # move the two domains' statistics apart
+    buffer = io.BytesIO()
+    torch.save(converted.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = normalization.convert(torchvision.models.resnet50(), "transnorm")
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))  # strict: every key matches
+    converted.eval(), fresh.eval()
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(fresh(x), converted(x))
+    assert "layer1.0.bn1.running_mean_source" in fresh.state_dict()
+
+
+def test_timm_fused_norm_activation_keeps_its_activation():
+    model = randomize_batchnorms(timm.create_model("efficientnet_lite0", num_classes=0)).eval()
+    original_stem = copy.deepcopy(model.bn1)
+    normalization.convert(model, "transnorm")
+    assert sum(isinstance(m, NormAct) for m in model.modules()) == 49
+    assert isinstance(model.bn1.norm, TransNorm2d) and isinstance(model.bn1.act, nn.ReLU6)
+    x = torch.randn(2, 32, 8, 8)
+    expected = F.relu6(2.0 * F.batch_norm(x, original_stem.running_mean, original_stem.running_var,
+                                          original_stem.weight, original_stem.bias, False, eps=original_stem.eps))
+    torch.testing.assert_close(model.bn1.eval()(x), expected)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1280)
+
+
+def test_bn_keeps_the_model_unchanged():
+    model = torchvision.models.resnet18()
+    layers = list(model.modules())
+    assert normalization.convert(model, "bn") is model
+    assert list(model.modules()) == layers
+
+
+def test_exclude_patterns_keep_batchnorm():
+    model = normalization.convert(torchvision.models.resnet18(), "transnorm", exclude=["bn1", "layer4.*"])
+    assert isinstance(model.bn1, nn.BatchNorm2d)
+    assert isinstance(model.layer4[0].bn1, nn.BatchNorm2d) and isinstance(model.layer4[0].downsample[1],
+                                                                           nn.BatchNorm2d)
+    assert isinstance(model.layer1[0].bn1, TransNorm2d)
+
+
+def test_bottleneck_batchnorm1d_becomes_transnorm1d():
+    bottleneck = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.ReLU())
+    normalization.convert(bottleneck, "transnorm")
+    assert isinstance(bottleneck[1], TransNorm1d)
+    assert torch.all(bottleneck[1].weight == 1)  # gamma copied from the BatchNorm, not the official U(0, 1)
+
+
+def test_a_batchnorm_itself_is_returned_converted():
+    assert isinstance(normalization.convert(nn.BatchNorm2d(3), "transnorm"), TransNorm2d)
+
+
+def test_unknown_name_and_option_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown normalization 'foo': choose one of bn, transnorm"):
+        normalization.convert(nn.BatchNorm2d(3), "foo")
+    with pytest.raises(ConfigError, match="norm=transnorm has no option colour"):
+        normalization.convert(nn.BatchNorm2d(3), "transnorm", colour="red")
