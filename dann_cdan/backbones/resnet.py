@@ -1,0 +1,45 @@
+"""ResNet-50 / ResNet-101 with the ImageNet weights the papers used: torchvision's IMAGENET1K_V1 (76.13% top-1 for
+ResNet-50), or the same weights through timm (``resnet50.tv_in1k``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torchvision
+from torch import nn
+
+from dann_cdan.backbones import BACKBONES
+from dann_cdan.backbones.timm_model import create_timm
+from dann_cdan.backbones.weights import download_errors, load_weights, read_state_dict
+from normda.errors import ConfigError
+
+
+def _torchvision_resnet(cfg: Any) -> nn.Module:
+    weights = None
+    if cfg.pretrained and not cfg.weights:
+        weights = torchvision.models.get_model_weights(cfg.name).IMAGENET1K_V1
+    filename = weights.url.rsplit("/", 1)[-1] if weights else f"{cfg.name}.pth"
+    with download_errors(
+        f"the ImageNet weights of {cfg.name} (torchvision IMAGENET1K_V1)",
+        f"put {filename} in ~/.cache/torch/hub/checkpoints/, pass backbone.weights=/path/to/{filename}, "
+        f"or set backbone.pretrained=false",
+    ):
+        model = torchvision.models.get_model(cfg.name, weights=weights)
+    if cfg.weights:
+        load_weights(model, read_state_dict(cfg.weights), f"backbone.weights={cfg.weights}")
+    model.out_features = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
+def resnet(cfg: Any) -> nn.Module:
+    if cfg.in_chans != 3:
+        raise ConfigError(f"backbone={cfg.name} takes 3-channel images: set data.channels=3")
+    if cfg.library == "torchvision":
+        return _torchvision_resnet(cfg)
+    if cfg.library == "timm":
+        return create_timm(f"{cfg.name}.tv_in1k", pretrained=cfg.pretrained, weights=cfg.weights, in_chans=3)
+    raise ConfigError(f"unknown backbone.library={cfg.library!r}: choose torchvision or timm")
+
+
+BACKBONES.register("resnet50")(resnet)
+BACKBONES.register("resnet101")(resnet)

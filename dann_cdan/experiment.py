@@ -1,0 +1,120 @@
+"""One training run from one resolved config: each step of the pipeline is one call.
+
+    datasets.build -> backbone + ImageClassifier -> normalization.convert -> build_method -> Trainer.fit -> run folder
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import datasets
+import normalization
+from dann_cdan.backbones import build_backbone
+from dann_cdan.loggers import build_logger
+from dann_cdan.method import build_method
+from dann_cdan.model import ImageClassifier
+from dann_cdan.optim import build_optimizer
+from dann_cdan.run import RunFolder, config_id, run_name
+from dann_cdan.trainer import Trainer, TrainerSettings
+from normda.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA device is available: use trainer.device=auto or cpu")
+    return device
+
+
+def build_model(cfg: DictConfig, num_classes: int) -> ImageClassifier:
+    """Backbone + bottleneck + head, with every BatchNorm swapped for ``cfg.norm``."""
+    backbone = build_backbone(cfg.backbone)
+    fixed_size = getattr(backbone, "input_size", None)
+    if fixed_size is not None and fixed_size != cfg.data.image_size:
+        raise ConfigError(f"backbone={cfg.backbone.name} is built for {fixed_size}px images but data.image_size="
+                          f"{cfg.data.image_size}: set data.image_size={fixed_size} (or backbone.input_size)")
+    model = ImageClassifier(backbone, num_classes, cfg.model.bottleneck_dim)
+    norm_options = {key: value for key, value in OmegaConf.to_container(cfg.norm, resolve=True).items()
+                    if key not in ("name", "exclude")}
+    return normalization.convert(model, cfg.norm.name, exclude=cfg.norm.exclude, **norm_options)
+
+
+def versions() -> dict[str, str]:
+    import timm
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "cuda": torch.version.cuda or "none"}
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate the run that ``cfg`` describes in ``run_dir``; return its summary.
+
+    A run whose folder holds the done marker is not trained again; one with a checkpoint resumes from it.
+    """
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
+    run = RunFolder(run_dir)
+    if run.done:
+        summary = run.read_summary()
+        log.info("already finished: %s (target accuracy %.2f%%); delete the folder to train it again",
+                 run.path, summary["target_accuracy_last"])
+        return summary
+    run.write_config(cfg)
+    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    device = resolve_device(cfg.trainer.device)
+
+    task = datasets.build(cfg.data)
+    model = build_model(cfg, task.num_classes).to(device)
+    method = build_method(cfg.method, model.features_dim, task.num_classes).to(device)
+    optimizer, scheduler = build_optimizer(
+        model.parameter_groups(cfg.backbone.lr_mult) + [{"params": list(method.parameters()), "lr_mult": 1.0}],
+        cfg.optim,
+    )
+    settings = TrainerSettings(
+        iterations=cfg.trainer.iterations, eval_every=cfg.trainer.eval_every, batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
+        log_every=cfg.trainer.log_every, progress=cfg.trainer.progress,
+    )
+    if settings.iterations < 1 or settings.eval_every < 1:
+        raise ConfigError("trainer.iterations and trainer.eval_every must be at least 1")
+    identity = config_id(cfg)
+    config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    logger = build_logger(cfg.logger, run.path, identity, run_name(cfg), config)
+    try:
+        trainer = Trainer(model, method, task, optimizer, scheduler, run, logger, settings)
+        trainer.resume()
+        log.info("%s -> %s: %s (source %d, target %d, test %d images) on %s", task.source, task.target,
+                 run.path.name, *task.sizes().values(), device)
+        summary = {
+            **trainer.fit(),
+            "run": run.path.name, "config_id": identity, "source": task.source, "target": task.target,
+            "dataset_sizes": task.sizes(), **task.notes, "versions": versions(),
+        }
+        run.write_summary(summary)
+        logger.update_summary({key: value for key, value in summary.items() if not isinstance(value, dict)})
+        run.mark_done()
+    finally:
+        logger.finish()
+    return summary

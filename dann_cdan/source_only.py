@@ -1,0 +1,21 @@
+"""Source only (ERM): the source cross-entropy alone, the baseline every adaptation method is compared with."""
+from __future__ import annotations
+
+import torch
+
+from dann_cdan.method import METHODS, AdaptationMethod, StepOutputs
+
+
+@METHODS.register("source_only")
+class SourceOnly(AdaptationMethod):
+    """No transfer term. With ``forward_target=false`` (default) the target domain is never seen in training, so
+    domain-aware normalizations update only their source statistics and are evaluated with them;
+    ``forward_target=true`` still passes target batches through the network (their statistics are estimated and used
+    at evaluation) without any loss on them."""
+
+    def __init__(self, features_dim: int, num_classes: int, forward_target: bool = False):
+        super().__init__()
+        self.uses_target = forward_target
+
+    def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor]:
+        return {"loss": outputs.logits_source.new_zeros(())}

@@ -1,0 +1,203 @@
+"""The one training loop every method shares (TLlib's loop, without its per-method copies).
+
+Each iteration draws a source and a target batch, runs **one** forward pass over ``[x_s; x_t]`` inside
+``normalization.domain_split`` (so BatchNorm mixes the domains and TransNorm separates them), adds the method's term to
+the source cross-entropy, and steps the optimizer and the per-iteration learning-rate schedule. Every
+``eval_every`` iterations and at the end it evaluates on the target test set, appends a line to ``metrics.jsonl`` and
+saves a checkpoint; a run restarted with the same command resumes from that checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dann_cdan.evaluate import Evaluation, evaluate
+from dann_cdan.method import AdaptationMethod, StepOutputs
+from dann_cdan.run import RunFolder
+from datasets import DomainAdaptationTask, forever
+from normalization import domain_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerSettings:
+    iterations: int
+    eval_every: int
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int
+    seed: int
+    device: torch.device
+    log_every: int = 50
+    progress: bool = True
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of python, numpy and torch as plain types and tensors (loadable with ``weights_only=True``)."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(numpy_state[1].copy()), "pos": numpy_state[2],
+                  "has_gauss": numpy_state[3], "cached_gaussian": numpy_state[4]},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy(), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, method: AdaptationMethod, task: DomainAdaptationTask,
+                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 run: RunFolder, logger, settings: TrainerSettings):
+        self.model = model
+        self.method = method
+        self.task = task
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.run = run
+        self.logger = logger
+        self.settings = settings
+        self.step = 0
+        self.elapsed = 0.0
+        self.best: dict[str, Any] = {"accuracy": -1.0, "step": 0}
+        self.last: Evaluation | None = None
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def resume(self) -> None:
+        """Continue from the run folder's checkpoint, if there is one."""
+        state = self.run.load_checkpoint()
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.run.keep_metrics_until(self.step)
+        log.info("resuming %s from iteration %d", self.run.path, self.step)
+
+    # -- loop ------------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        s = self.settings
+        source_loader, target_loader = self.task.train_loaders(s.batch_size, s.num_workers, s.seed + self.step)
+        test_loader = self.task.test_loader(s.eval_batch_size, s.num_workers)
+        source_batches = forever(source_loader)
+        target_batches = forever(target_loader) if self.method.uses_target else None
+        self.model.train()
+        self.method.train()
+
+        sums: dict[str, torch.Tensor | float] = {}
+        count = 0
+        started = time.perf_counter() - self.elapsed
+        bar = tqdm(total=s.iterations, initial=self.step, desc="train", dynamic_ncols=True, disable=not s.progress)
+        while self.step < s.iterations:
+            terms = self.train_step(next(source_batches), next(target_batches) if target_batches else None)
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            self.step += 1
+            bar.update(1)
+            if self.step % s.log_every == 0:
+                bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}", refresh=False)
+            if self.step % s.eval_every == 0 or self.step == s.iterations:
+                self.elapsed = time.perf_counter() - started
+                self.evaluate_and_record({key: float(value) / count for key, value in sums.items()}, test_loader)
+                bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}", target_acc=f"{self.last.accuracy:.1f}")
+                sums, count = {}, 0
+        bar.close()
+        if self.last is None:  # resumed after the final evaluation but before the done marker
+            self.last = evaluate(self.model, test_loader, self.task.num_classes, s.device,
+                                 self.method.evaluation_domain)
+        return self.summary()
+
+    def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
+        device = self.settings.device
+        x_source, labels = (t.to(device, non_blocking=True) for t in source_batch[:2])
+        n_source = x_source.shape[0]
+        if target_batch is not None:
+            x_target = target_batch[0].to(device, non_blocking=True)
+            x, n_target = torch.cat([x_source, x_target]), x_target.shape[0]
+        else:
+            x, n_target = x_source, 0
+        with domain_split(self.model, n_source, n_target):
+            logits, features = self.model(x)
+        outputs = StepOutputs(
+            logits_source=logits[:n_source], features_source=features[:n_source], labels_source=labels,
+            logits_target=logits[n_source:] if n_target else None,
+            features_target=features[n_source:] if n_target else None,
+        )
+        classification = F.cross_entropy(outputs.logits_source, labels)
+        method_terms = self.method(outputs, self.step)
+        loss = classification + method_terms["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        diagnostics = {key: value.detach() if torch.is_tensor(value) else value
+                       for key, value in method_terms.items() if key != "loss"}
+        return {"loss": loss.detach(), "classification_loss": classification.detach(),
+                "transfer_loss": method_terms["loss"].detach(), **diagnostics}
+
+    def evaluate_and_record(self, train_means: dict[str, float], test_loader) -> None:
+        s = self.settings
+        self.last = evaluate(self.model, test_loader, self.task.num_classes, s.device, self.method.evaluation_domain)
+        if self.last.accuracy > self.best["accuracy"]:
+            self.best = {"accuracy": self.last.accuracy, "step": self.step}
+        record = {
+            "step": self.step,
+            "target_accuracy": self.last.accuracy,
+            "target_mean_class_accuracy": self.last.mean_class_accuracy,
+            **{f"train/{key}": value for key, value in train_means.items()},
+            "lr": self.optimizer.param_groups[-1]["lr"],
+            "wall_time_s": self.elapsed,
+        }
+        self.run.append_metrics(record)
+        self.logger.log({key: value for key, value in record.items() if key != "step"}, step=self.step)
+        self.run.save_checkpoint(self.state_dict())
+        log.info("iteration %d: target accuracy %.2f%% (best %.2f%% at %d)", self.step, self.last.accuracy,
+                 self.best["accuracy"], self.best["step"])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target_accuracy_last": self.last.accuracy,
+            "target_accuracy_best": self.best["accuracy"],
+            "best_step": self.best["step"],
+            "target_mean_class_accuracy_last": self.last.mean_class_accuracy,
+            "per_class_accuracy_last": dict(zip(self.task.classes, self.last.per_class_accuracy)),
+            "iterations": self.step,
+            "wall_time_s": self.elapsed,
+            "target_test_samples": self.last.samples,
+        }

@@ -1,0 +1,52 @@
+"""Digits: MNIST (M), USPS (U) and SVHN (S) through torchvision's own dataset classes and download locations.
+
+Under ``data.root`` the files sit where torchvision puts them: ``MNIST/raw/*-ubyte``, ``usps.bz2`` and ``usps.t.bz2``,
+``train_32x32.mat`` and ``test_32x32.mat``. ``data.download=true`` fetches what is missing (md5-checked).
+The target's training split is the unlabelled target data; its test split is the one accuracy is reported on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+from torchvision import datasets as tv
+
+from datasets.task import DATASETS, DomainAdaptationTask, check_domains
+from datasets.transforms import digits_transform
+from normda.errors import DataNotFoundError
+
+DOMAINS = {"M": "mnist", "U": "usps", "S": "svhn"}
+CLASSES = [str(digit) for digit in range(10)]
+EXPECTED_FILES = {"M": "MNIST/raw/*-ubyte", "U": "usps.bz2 and usps.t.bz2", "S": "train_32x32.mat and test_32x32.mat"}
+
+
+def load_split(letter: str, root: Path, train: bool, transform, download: bool) -> Dataset:
+    """One torchvision digits split; a missing or undownloadable dataset is a one-line :class:`DataNotFoundError`."""
+    try:
+        if letter == "S":
+            return tv.SVHN(str(root), split="train" if train else "test", transform=transform, download=download)
+        dataset_class = tv.MNIST if letter == "M" else tv.USPS
+        return dataset_class(str(root), train=train, transform=transform, download=download)
+    except (RuntimeError, OSError) as error:
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        action = "the download failed" if download else "pass data.download=true to download it"
+        raise DataNotFoundError(
+            f"{DOMAINS[letter].upper()} is not in {root} ({reason}): {action}, or place {EXPECTED_FILES[letter]} "
+            f"there by hand"
+        ) from error
+
+
+@DATASETS.register("digits")
+def digits(cfg: Any) -> DomainAdaptationTask:
+    source, target = check_domains(cfg, DOMAINS)
+    root = Path(cfg.root).expanduser()
+    transform = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std)
+    return DomainAdaptationTask(
+        source_train=load_split(source, root, True, transform, cfg.download),
+        target_train=load_split(target, root, True, transform, cfg.download),
+        target_test=load_split(target, root, False, transform, cfg.download),
+        classes=CLASSES,
+        source=DOMAINS[source],
+        target=DOMAINS[target],
+    )

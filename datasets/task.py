@@ -1,0 +1,87 @@
+"""A domain adaptation task (labelled source, unlabelled target, target test set), its loaders, and the table of
+``data=`` options."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from normda.errors import ConfigError
+from normda.registry import Registry
+
+DATASETS: Registry[Callable[[Any], "DomainAdaptationTask"]] = Registry("dataset", "datasets", "data")
+
+
+@dataclass
+class DomainAdaptationTask:
+    """What a ``data=`` builder returns.
+
+    ``target_train`` is the unlabelled target data used in training (its labels are never read); ``target_test`` is
+    what accuracy is reported on. ``notes`` holds facts worth recording in the run's summary (skipped images...).
+    """
+
+    source_train: Dataset
+    target_train: Dataset
+    target_test: Dataset
+    classes: list[str]
+    source: str
+    target: str
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("source_train", "target_train", "target_test")}
+
+    def train_loaders(self, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
+        """Shuffled source and target loaders of ``batch_size`` samples each, dropping incomplete batches (TLlib)."""
+        return tuple(
+            _loader(dataset, name, batch_size, num_workers, shuffle=True, seed=seed + offset)
+            for offset, (name, dataset) in enumerate((("source", self.source_train), ("target", self.target_train)))
+        )
+
+    def test_loader(self, batch_size: int, num_workers: int) -> DataLoader:
+        return _loader(self.target_test, "target test", batch_size, num_workers, shuffle=False, seed=0)
+
+
+def _loader(dataset: Dataset, name: str, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> DataLoader:
+    if shuffle and len(dataset) < batch_size:
+        raise ConfigError(f"the {name} domain has {len(dataset)} images, fewer than data.batch_size={batch_size}: "
+                          f"lower data.batch_size")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
+
+
+def forever(loader: DataLoader) -> Iterator:
+    """Batches of ``loader``, starting a new epoch whenever one ends."""
+    while True:
+        yield from loader
+
+
+def check_domains(cfg: Any, domains: Mapping[str, str]) -> tuple[str, str]:
+    """Validate ``cfg.source`` and ``cfg.target`` against a dataset's domain letters."""
+    choices = ", ".join(f"{letter} ({name})" for letter, name in domains.items())
+    for key in ("source", "target"):
+        if cfg[key] not in domains:
+            raise ConfigError(f"data={cfg.name} has no domain {cfg[key]!r} (data.{key}): choose one of {choices}")
+    if cfg.source == cfg.target:
+        raise ConfigError(f"data.source and data.target are both {cfg.source!r}: adaptation needs two domains "
+                          f"({choices})")
+    return cfg.source, cfg.target
+
+
+def build(cfg: Any) -> DomainAdaptationTask:
+    """Build the task that ``cfg.name`` names, from the whole ``data`` config node."""
+    return DATASETS.get(cfg.name)(cfg)

@@ -1,0 +1,105 @@
+"""Every option of every config group composes, and train.py's command line (--help, --cfg, -m, errors) works."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+
+from conftest import CONF, ROOT, compose_config
+from datasets import DATASETS
+from dann_cdan.backbones import BACKBONES
+from dann_cdan.method import METHODS
+from normalization import NORMALIZATIONS
+
+GROUPS = sorted(path.name for path in CONF.iterdir() if path.is_dir() and path.name != "local")
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
+#: options that need a value no default can give
+REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"]}
+
+
+def test_every_group_is_present():
+    assert GROUPS == ["backbone", "data", "logger", "method", "norm", "protocol"]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_config([f"{group}={option}", *REQUIRED.get((group, option), [])], hydra_node=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["hydra"]["run"]["dir"].startswith("outputs/")
+    registries = {"backbone": BACKBONES, "norm": NORMALIZATIONS, "method": METHODS, "data": DATASETS}
+    if group in registries:
+        assert resolved[group]["name"] in registries[group].names()  # each YAML names code that exists
+
+
+def test_config_files_mirror_registered_names():
+    for group, registry in (("norm", NORMALIZATIONS), ("data", DATASETS), ("backbone", BACKBONES)):
+        assert {p.stem for p in (CONF / group).glob("*.yaml")} == set(registry.names()), group
+    assert set(METHODS.names()) <= {p.stem for p in (CONF / "method").glob("*.yaml")}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_help_lists_the_groups(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for group in ("backbone", "norm", "method", "data", "protocol", "logger"):
+        assert f"{group}:" in result.stdout
+    assert "transnorm" in result.stdout and "python train.py" in result.stdout
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    result = run_cli("--cfg", "job", "norm=bn", "method=dann", cwd=tmp_path)
+    assert result.returncode == 0
+    cfg = OmegaConf.create(result.stdout)
+    assert cfg.norm.name == "bn" and cfg.method.name == "dann"
+
+
+def test_default_command_trains_and_prints_target_accuracy(tmp_path):
+    result = run_cli("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "target accuracy on usps (2007 test images)" in result.stdout
+    [run_dir] = (tmp_path / "outputs").iterdir()
+    assert run_dir.name.startswith("digits_embedded-M2U-cdan-transnorm-dtn-seed0-")
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "done", "train.log"} <= {
+        p.name for p in run_dir.iterdir()}
+    again = run_cli("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    result = run_cli("-m", "logger=none", "data=synthetic", "norm=bn,transnorm", "method=dann,cdan",
+                     "trainer.progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p for p in (tmp_path / "outputs").iterdir() if p.is_dir())
+    assert len(runs) == 4 and all((run / "done").exists() for run in runs)
+    assert {run.name.split("-")[2:4].__repr__() for run in runs} == {
+        repr([m, n]) for m in ("dann", "cdan") for n in ("bn", "transnorm")}
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["data.source=Z"], "data=digits_embedded has no domain 'Z' (data.source): choose one of M (mnist), U (usps)"),
+    (["data.target=M"], "data.source and data.target are both 'M'"),
+    (["data=office31", "data.root=/nonexistent/office31"], "Office-31 folder /nonexistent/office31 does not exist"),
+    (["method.trade_of=2"], "Key 'trade_of' is not in struct"),
+    (["norm=groupnorm"], "Could not find 'norm/groupnorm'"),
+    (["backbone=resnet50", "backbone.weights=/no/such.pth"], "backbone.weights=/no/such.pth does not exist"),
+    (["data.batch_size=5000"], "fewer than data.batch_size=5000"),
+    (["backbone=timm"], "backbone.model must be set: add backbone.model=<value> to the command"),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, overrides, expected):
+    result = run_cli("logger=none", *overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,45 @@
+"""Train and evaluate one domain adaptation run (or, with -m, a sweep of them).
+
+    python train.py                                  # embedded MNIST->USPS: DTN + TransNorm + CDAN+E, no download
+    python train.py norm=transnorm method=cdan data=office31 data.source=A data.target=W
+    python train.py -m norm=bn,transnorm method=dann,cdan seed=0,1,2
+    python train.py --help                           # the config groups and their options
+"""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from dann_cdan.run import register_resolvers
+from normda.errors import UserError
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from dann_cdan.experiment import train
+
+    hydra_config = HydraConfig.get()
+    try:
+        summary = train(cfg, hydra_config.runtime.output_dir)
+    except UserError as error:
+        if hydra_config.mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job and goes on with the others
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(
+        f"target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
+        f"{summary['target_accuracy_last']:.2f}% after {summary['iterations']} iterations "
+        f"(best {summary['target_accuracy_best']:.2f}% at {summary['best_step']}); run folder "
+        f"{hydra_config.runtime.output_dir}"
+    )
+    return summary["target_accuracy_last"]
+
+
+if __name__ == "__main__":
+    main()
