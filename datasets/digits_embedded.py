@@ -2,8 +2,9 @@
 ``python train.py`` runs with no download. Built by ``scripts/make_embedded_digits.py``.
 
 Per domain: 3,000 class-balanced training images; the test sets are 2,000 MNIST test images and the complete USPS test
-set (2,007). Images are resized (bilinear, antialiased) to ``data.image_size``, given ``data.channels`` equal channels
-and normalised with ``data.mean``/``data.std``, like the TLlib ``res.`` transform.
+set (2,007). Images stay uint8 at their native size; each batch is resized (bilinear, antialiased) to
+``data.image_size``, given ``data.channels`` equal channels and normalised with ``data.mean``/``data.std``, like the
+TLlib ``res.`` transform, when the loader fetches it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from datasets.task import DATASETS, DomainAdaptationTask, check_domains
 
@@ -27,13 +28,30 @@ def load_arrays() -> dict[str, np.ndarray]:
             return dict(arrays)
 
 
-def to_dataset(images: np.ndarray, labels: np.ndarray, cfg: Any) -> TensorDataset:
-    x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
-    x = F.interpolate(x, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True, align_corners=False)
-    x = x.expand(-1, cfg.channels, -1, -1)
-    mean = torch.tensor(cfg.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.std, dtype=x.dtype).view(1, -1, 1, 1)
-    return TensorDataset(((x - mean) / std).contiguous(), torch.from_numpy(labels))
+class EmbeddedDigits(Dataset):
+    """(image, label) pairs from uint8 arrays, transformed a whole batch at a time (``__getitems__``)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, cfg: Any):
+        self.images = torch.from_numpy(images).unsqueeze(1)
+        self.labels = torch.from_numpy(labels)
+        self.size = (cfg.image_size, cfg.image_size)
+        self.channels = cfg.channels
+        self.mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(cfg.std).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float().div_(255.0), size=self.size, mode="bilinear", antialias=True,
+                          align_corners=False)
+        return ((x.expand(-1, self.channels, -1, -1) - self.mean) / self.std).contiguous()
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index : index + 1])[0], self.labels[index]
+
+    def __getitems__(self, indices: list[int]):
+        return list(zip(self.transform(self.images[indices]), self.labels[indices]))
 
 
 @DATASETS.register("digits_embedded")
@@ -41,9 +59,9 @@ def digits_embedded(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     arrays = load_arrays()
 
-    def split(letter: str, part: str) -> TensorDataset:
+    def split(letter: str, part: str) -> EmbeddedDigits:
         prefix = f"{DOMAINS[letter]}_{part}"
-        return to_dataset(arrays[f"{prefix}_x"], arrays[f"{prefix}_y"], cfg)
+        return EmbeddedDigits(arrays[f"{prefix}_x"], arrays[f"{prefix}_y"], cfg)
 
     return DomainAdaptationTask(
         source_train=split(source, "train"),

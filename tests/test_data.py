@@ -20,13 +20,16 @@ from normda.errors import ConfigError, DataNotFoundError
 def test_embedded_digits(make_config):
     task = datasets.build(make_config("data=digits_embedded").data)
     assert task.sizes() == {"source_train": 3000, "target_train": 3000, "target_test": 2007}
-    images, labels = task.target_test.tensors
+    images, labels = next(iter(task.test_loader(batch_size=2007, num_workers=0)))
     assert images.shape == (2007, 3, 32, 32) and labels.unique().tolist() == list(range(10))
+    single, label = task.target_test[5]
+    torch.testing.assert_close(single, images[5])
+    assert label == labels[5]
     assert images.min() >= -1.0 and images.max() <= 1.0  # normalised with mean = std = 0.5
     assert images[:, 0].equal(images[:, 2])  # grey images as three equal channels for DTN
     grey = datasets.build(make_config("data=digits_embedded", "backbone=lenet", "data.source=U",
                                       "data.target=M").data)
-    assert grey.source_train.tensors[0].shape == (3000, 1, 28, 28) and grey.target == "mnist"
+    assert grey.source_train[0][0].shape == (1, 28, 28) and grey.target == "mnist"
 
 
 def write_mnist(root, images, labels, prefix):
