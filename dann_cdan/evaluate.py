@@ -1,6 +1,7 @@
 """Accuracy on a labelled set, streamed batch by batch into a confusion matrix."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,14 +33,14 @@ def accuracy_from_confusion(confusion: torch.Tensor) -> Evaluation:
 
 
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             domain: str = "target") -> Evaluation:
-    """Evaluate ``model`` (returning ``(logits, features)``) in eval mode, domain-aware layers using ``domain``'s
-    statistics; the model's train/eval mode is restored afterwards."""
+             domain: str | None = None) -> Evaluation:
+    """Evaluate ``model`` (returning ``(logits, features)``) in eval mode; domain-aware layers use ``domain``'s
+    statistics, or their own setting when it is None. The model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     try:
-        with torch.inference_mode(), evaluation_domain(model, domain):
+        with torch.inference_mode(), evaluation_domain(model, domain) if domain else nullcontext():
             for images, labels in loader:
                 logits, _ = model(images.to(device, non_blocking=True))
                 labels = labels.to(device, non_blocking=True)

@@ -46,8 +46,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(cfg: DictConfig, num_classes: int) -> ImageClassifier:
-    """Backbone + bottleneck + head, with every BatchNorm swapped for ``cfg.norm``."""
+def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, normalization.Normalization]:
+    """Backbone + bottleneck + head, with every BatchNorm swapped for ``cfg.norm``; and that normalization option
+    (the trainer calls its hooks). Keys of ``cfg.norm`` starting with ``_`` are config helpers, not options."""
     backbone = build_backbone(cfg.backbone)
     fixed_size = getattr(backbone, "input_size", None)
     if fixed_size is not None and fixed_size != cfg.data.image_size:
@@ -55,8 +56,9 @@ def build_model(cfg: DictConfig, num_classes: int) -> ImageClassifier:
                           f"{cfg.data.image_size}: set data.image_size={fixed_size} (or backbone.input_size)")
     model = ImageClassifier(backbone, num_classes, cfg.model.bottleneck_dim)
     norm_options = {key: value for key, value in OmegaConf.to_container(cfg.norm, resolve=True).items()
-                    if key not in ("name", "exclude")}
-    return normalization.convert(model, cfg.norm.name, exclude=cfg.norm.exclude, **norm_options)
+                    if key not in ("name", "exclude") and not key.startswith("_")}
+    option = normalization.build(cfg.norm.name, **norm_options)
+    return normalization.convert(model, option, exclude=cfg.norm.exclude), option
 
 
 def versions() -> dict[str, str]:
@@ -86,7 +88,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     device = resolve_device(cfg.trainer.device)
 
     task = datasets.build(cfg.data)
-    model = build_model(cfg, task.num_classes).to(device)
+    model, norm = build_model(cfg, task.num_classes)
+    model.to(device)
     method = build_method(cfg.method, model.features_dim, task.num_classes).to(device)
     optimizer, scheduler = build_optimizer(
         model.parameter_groups(cfg.backbone.lr_mult) + [{"params": list(method.parameters()), "lr_mult": 1.0}],
@@ -103,7 +106,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     logger = build_logger(cfg.logger, run.path, identity, run_name(cfg), config)
     try:
-        trainer = Trainer(model, method, task, optimizer, scheduler, run, logger, settings)
+        trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings)
         trainer.resume()
         log.info("%s -> %s: %s (source %d, target %d, test %d images) on %s", task.source, task.target,
                  run.path.name, *task.sizes().values(), device)

@@ -41,9 +41,10 @@ class AdaptationMethod(nn.Module):
     uses_target: bool = True
 
     @property
-    def evaluation_domain(self) -> str:
-        """Whose statistics domain-aware layers evaluate with: the target's, unless training never showed it one."""
-        return "target" if self.uses_target else "source"
+    def evaluation_domain(self) -> str | None:
+        """Whose statistics domain-aware layers evaluate with: their own setting (``norm.test_stats``, target by
+        default), or the source's when training never showed them a target batch."""
+        return None if self.uses_target else "source"
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError

@@ -24,7 +24,8 @@ from dann_cdan.evaluate import Evaluation, evaluate
 from dann_cdan.method import AdaptationMethod, StepOutputs
 from dann_cdan.run import RunFolder
 from datasets import DomainAdaptationTask, forever
-from normalization import domain_split
+from normalization import Normalization, domain_split
+from normda.errors import BatchTooSmallError
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, method: AdaptationMethod, task: DomainAdaptationTask,
-                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                 run: RunFolder, logger, settings: TrainerSettings):
+    def __init__(self, model: nn.Module, normalization: Normalization, method: AdaptationMethod,
+                 task: DomainAdaptationTask, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, run: RunFolder, logger, settings: TrainerSettings):
         self.model = model
+        self.normalization = normalization
         self.method = method
         self.task = task
         self.optimizer = optimizer
@@ -114,6 +116,9 @@ class Trainer:
         s = self.settings
         source_loader, target_loader = self.task.train_loaders(s.batch_size, s.num_workers, s.seed + self.step)
         test_loader = self.task.test_loader(s.eval_batch_size, s.num_workers)
+        if self.step == 0:  # a resumed run restarts from a checkpoint that already holds what this did
+            self.normalization.before_training(self.model, {"source": source_loader, "target": target_loader},
+                                               s.device)
         source_batches = forever(source_loader)
         target_batches = forever(target_loader) if self.method.uses_target else None
         self.model.train()
@@ -139,8 +144,7 @@ class Trainer:
                 sums, count = {}, 0
         bar.close()
         if self.last is None:  # resumed after the final evaluation but before the done marker
-            self.last = evaluate(self.model, test_loader, self.task.num_classes, s.device,
-                                 self.method.evaluation_domain)
+            self.last = self.evaluate(test_loader)
         return self.summary()
 
     def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
@@ -153,7 +157,13 @@ class Trainer:
         else:
             x, n_target = x_source, 0
         with domain_split(self.model, n_source, n_target):
-            logits, features = self.model(x)
+            try:
+                logits, features = self.model(x)
+            except ValueError as error:  # torch's BatchNorm on a single value per channel
+                if "Expected more than 1 value per channel" not in str(error):
+                    raise
+                raise BatchTooSmallError(f"a BatchNorm layer got a single value per channel (batch of {n_source} "
+                                         f"source + {n_target} target): raise data.batch_size") from error
         outputs = StepOutputs(
             logits_source=logits[:n_source], features_source=features[:n_source], labels_source=labels,
             logits_target=logits[n_source:] if n_target else None,
@@ -171,9 +181,13 @@ class Trainer:
         return {"loss": loss.detach(), "classification_loss": classification.detach(),
                 "transfer_loss": method_terms["loss"].detach(), **diagnostics}
 
+    def evaluate(self, test_loader) -> Evaluation:
+        self.normalization.before_evaluation(self.model, test_loader, self.settings.device)
+        return evaluate(self.model, test_loader, self.task.num_classes, self.settings.device,
+                        self.method.evaluation_domain)
+
     def evaluate_and_record(self, train_means: dict[str, float], test_loader) -> None:
-        s = self.settings
-        self.last = evaluate(self.model, test_loader, self.task.num_classes, s.device, self.method.evaluation_domain)
+        self.last = self.evaluate(test_loader)
         if self.last.accuracy > self.best["accuracy"]:
             self.best = {"accuracy": self.last.accuracy, "step": self.step}
         record = {
@@ -181,7 +195,7 @@ class Trainer:
             "target_accuracy": self.last.accuracy,
             "target_mean_class_accuracy": self.last.mean_class_accuracy,
             **{f"train/{key}": value for key, value in train_means.items()},
-            "lr": self.optimizer.param_groups[-1]["lr"],
+            "lr": next(group["lr"] for group in self.optimizer.param_groups if group["lr_mult"] == 1.0),
             "wall_time_s": self.elapsed,
         }
         self.run.append_metrics(record)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-from typing import Iterable
+from typing import Any, Iterable
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.registry import NORMALIZATIONS
+from normalization.registry import NORMALIZATIONS, Normalization
 from normda.errors import ConfigError
 
 
@@ -26,43 +26,54 @@ class NormAct(nn.Module):
         return self.act(self.drop(self.norm(x)))
 
 
-def _check_options(name: str, factory, options: dict) -> None:
-    accepted = list(inspect.signature(factory).parameters)[1:]
+def build(name: str, **options: Any) -> Normalization:
+    """The ``norm=name`` option with ``options`` (the keys of its YAML besides ``name`` and ``exclude``)."""
+    option_class = NORMALIZATIONS.get(name)
+    accepted = [p for p in inspect.signature(option_class).parameters]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         choices = ", ".join(accepted) if accepted else "none"
         raise ConfigError(f"norm={name} has no option {', '.join(unknown)} (its options: {choices})")
+    return option_class(**options)
 
 
-def _replace(bn: _BatchNorm, factory, options: dict) -> nn.Module:
-    new = factory(bn, **options)
+def _excluded(name: str, bn: _BatchNorm, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or p == type(bn).__name__ for p in patterns)
+
+
+def _replace(bn: _BatchNorm, option: Normalization) -> nn.Module:
+    new = option.replace(bn)
     if new is bn:
         return bn
+    new.layer_name = getattr(bn, "layer_name", None)
     is_fused = hasattr(bn, "act") and hasattr(bn, "drop") and type(bn).forward is not nn.BatchNorm2d.forward
     return NormAct(new, bn.drop, bn.act) if is_fused else new
 
 
-def convert(model: nn.Module, name: str = "transnorm", *, exclude: Iterable[str] = (), **options) -> nn.Module:
-    """Replace every BatchNorm{1,2,3}d of ``model`` (any torchvision or timm model, or the classifier's bottleneck)
-    with ``norm=name``, carrying over gamma/beta and the running statistics, and return the model.
+def convert(model: nn.Module, name: str | Normalization = "transnorm", *, exclude: Iterable[str] = (),
+            **options: Any) -> nn.Module:
+    """Replace every BatchNorm{1,2,3}d of ``model`` (any torchvision or timm model, the digits CNNs, the classifier's
+    bottleneck) with ``norm=name``, carrying over gamma/beta and the running statistics, and return the model.
 
-    ``exclude`` holds glob patterns of qualified module names (``"bn1"``, ``"layer4.*"``) to keep as BatchNorm.
-    ``options`` go to the normalization's replacement factory. The model is changed in place; if ``model`` itself is
-    a BatchNorm layer, its replacement is returned.
+    ``name`` is a registered option's name (built with ``options``) or an option built already (``build``).
+    ``exclude`` holds glob patterns of qualified module names (``"bn1"``, ``"layer4.*"``) or BatchNorm class names
+    (``"BatchNorm1d"``) to keep as BatchNorm. The model is changed in place; if ``model`` itself is a BatchNorm
+    layer, its replacement is returned.
     """
-    factory = NORMALIZATIONS.get(name)
-    _check_options(name, factory, options)
+    option = build(name, **options) if isinstance(name, str) else name
     patterns = list(exclude)
-
     if isinstance(model, _BatchNorm):
-        return _replace(model, factory, options)
-    targets = [
-        (parent, child_name, child)
-        for parent_name, parent in model.named_modules()
-        for child_name, child in parent.named_children()
-        if isinstance(child, _BatchNorm)
-        and not any(fnmatch.fnmatchcase(f"{parent_name}.{child_name}".lstrip("."), p) for p in patterns)
-    ]
-    for parent, child_name, child in targets:
-        setattr(parent, child_name, _replace(child, factory, options))
+        model = _replace(model, option)
+    else:
+        targets = [
+            (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
+            for parent_name, parent in model.named_modules()
+            for child_name, child in parent.named_children()
+            if isinstance(child, _BatchNorm)
+        ]
+        for parent, child_name, child, qualified in targets:
+            if not _excluded(qualified, child, patterns):
+                child.layer_name = qualified
+                setattr(parent, child_name, _replace(child, option))
+    option.prepare(model)
     return model

@@ -12,11 +12,30 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from normda.errors import ConfigError
 
 DOMAINS = ("source", "target")
+
+
+def check_domain(domain: str, key: str) -> None:
+    if domain not in DOMAINS:
+        raise ConfigError(f"{key}={domain!r} is not a domain: choose source or target")
+
+
+def copy_running_stats(bn: _BatchNorm, layer: nn.Module, domains: tuple[str, ...] = DOMAINS) -> None:
+    """Copy a BatchNorm's running mean/var into ``layer.running_mean_<domain>``/``running_var_<domain>`` for every
+    domain (pretrained statistics start both domains), and its batch counter."""
+    if not bn.track_running_stats:
+        return
+    with torch.no_grad():
+        for domain in domains:
+            getattr(layer, f"running_mean_{domain}").copy_(bn.running_mean)
+            getattr(layer, f"running_var_{domain}").copy_(bn.running_var)
+        layer.num_batches_tracked.copy_(bn.num_batches_tracked)
 
 
 class DomainAwareNorm:
@@ -65,8 +84,7 @@ def domain_split(model: nn.Module, n_source: int, n_target: int) -> Iterator[Non
 
 def set_evaluation_domain(model: nn.Module, domain: str) -> None:
     """Make every domain-aware layer of ``model`` evaluate with ``domain``'s statistics from now on."""
-    if domain not in DOMAINS:
-        raise ConfigError(f"unknown evaluation domain {domain!r}: choose source or target")
+    check_domain(domain, "evaluation domain")
     for layer in domain_aware_layers(model):
         layer.eval_domain = domain
 

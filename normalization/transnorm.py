@@ -16,6 +16,13 @@ Eval mode normalises every sample with the target running statistics (source wit
 Beyond the official code: the split may be unequal or single-domain (``normalization.domain_split``); a single-domain
 batch takes the absent domain's statistics for ``alpha`` from its running buffers, and leaves those buffers unchanged.
 The buffers have their own names, so a state dict saved from a TransNorm model loads back into one.
+
+The ablations of the paper's Table 6 are options: ``alpha`` ``adaptive`` (Eq. 6), ``one`` (alpha fixed to 1, so
+``y = 2 z``) or ``none`` (``y = z``: domain-specific statistics with a shared affine); ``distance`` between the domains'
+channel statistics ``normalized_mean`` (Eq. 5), ``mean`` (``|mu_s - mu_t|``) or ``wasserstein`` (the 2-Wasserstein
+distance between the two channels' Gaussians, ``sqrt((mu_s - mu_t)^2 + (sigma_s - sigma_t)^2)``); ``probability``
+``student_t`` (``1 / (1 + d)``, Eq. 6), ``gaussian`` (``exp(-d^2 / 2)``) or ``softmax`` (``softmax(-d)`` over channels).
+Whatever the choice, ``alpha = C p / sum(p)``.
 """
 from __future__ import annotations
 
@@ -24,9 +31,37 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm
-from normalization.registry import batchnorm_dims, register
-from normda.errors import BatchTooSmallError
+from normalization.domain import DomainAwareNorm, check_domain, copy_running_stats
+from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
+from normda.errors import BatchTooSmallError, ConfigError
+
+
+ALPHAS = ("adaptive", "one", "none")
+
+
+def check_alpha(alpha: str) -> None:
+    if alpha not in ALPHAS:
+        raise ConfigError(f"unknown TransNorm alpha {alpha!r}: choose adaptive, one or none")
+
+
+def _distance(mean_source, var_source, mean_target, var_target, eps, kind):
+    if kind == "normalized_mean":  # Eq. 5
+        return (mean_source / torch.sqrt(var_source + eps) - mean_target / torch.sqrt(var_target + eps)).abs()
+    if kind == "mean":
+        return (mean_source - mean_target).abs()
+    if kind == "wasserstein":
+        return torch.sqrt((mean_source - mean_target) ** 2 + (var_source.sqrt() - var_target.sqrt()) ** 2)
+    raise ConfigError(f"unknown TransNorm distance {kind!r}: choose normalized_mean, mean or wasserstein")
+
+
+def _probability(distance, kind):
+    if kind == "student_t":  # Eq. 6: Student t with one degree of freedom
+        return 1.0 / (1.0 + distance)
+    if kind == "gaussian":
+        return torch.exp(-0.5 * distance**2)
+    if kind == "softmax":
+        return torch.softmax(-distance, dim=0)
+    raise ConfigError(f"unknown TransNorm probability {kind!r}: choose student_t, gaussian or softmax")
 
 
 def transferability_alpha(
@@ -35,11 +70,13 @@ def transferability_alpha(
     mean_target: torch.Tensor,
     var_target: torch.Tensor,
     eps: float,
+    distance: str = "normalized_mean",
+    probability: str = "student_t",
 ) -> torch.Tensor:
-    """Per-channel transferability ``alpha`` of Eq. 5-6, from per-domain channel means and (unbiased) variances."""
-    distance = (mean_source / torch.sqrt(var_source + eps) - mean_target / torch.sqrt(var_target + eps)).abs()
-    probability = 1.0 / (1.0 + distance)
-    return probability * (probability.numel() / probability.sum())
+    """Per-channel transferability ``alpha = C p / sum(p)`` of Eq. 5-6, from per-domain channel means and (unbiased)
+    variances; ``distance`` and ``probability`` select the Table 6 variants."""
+    p = _probability(_distance(mean_source, var_source, mean_target, var_target, eps, distance), probability)
+    return p * (p.numel() / p.sum())
 
 
 class _TransNorm(DomainAwareNorm, nn.Module):
@@ -47,12 +84,17 @@ class _TransNorm(DomainAwareNorm, nn.Module):
 
     _input_dims: tuple[int, ...] = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 alpha: str = "adaptive", distance: str = "normalized_mean", probability: str = "student_t"):
         super().__init__()
+        check_alpha(alpha)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
+        self.alpha = alpha
+        self.distance = distance
+        self.probability = probability
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features))
             self.bias = nn.Parameter(torch.empty(num_features))
@@ -79,7 +121,10 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             nn.init.zeros_(self.bias)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        ablation = "" if (self.alpha, self.distance, self.probability) == ("adaptive", "normalized_mean",
+                                                                        "student_t") else (
+            f", alpha={self.alpha}, distance={self.distance}, probability={self.probability}")
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}{ablation}"
 
     def running_stats(self, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"running_mean_{domain}"), getattr(self, f"running_var_{domain}")
@@ -94,10 +139,13 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         if x.dim() not in self._input_dims:
             raise ValueError(f"{type(self).__name__} expects {' or '.join(map(str, self._input_dims))}-D input, "
                              f"got {x.dim()}-D")
-        if self.training:
-            z, alpha = self._train_forward(x)
-        else:
-            z, alpha = self._eval_forward(x)
+        z, statistics = self._train_forward(x) if self.training else self._eval_forward(x)
+        if self.alpha == "none":
+            return z
+        if self.alpha == "one":
+            return 2.0 * z
+        with torch.no_grad():
+            alpha = transferability_alpha(*statistics, self.eps, self.distance, self.probability)
         return z * (1.0 + alpha).view(self._alpha_shape(x))
 
     def _update_factor(self) -> float:
@@ -107,7 +155,9 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             return 1.0 / float(self.num_batches_tracked)
         return self.momentum
 
-    def _train_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Normalise each domain with its own batch statistics; return z and (mean_s, var_s, mean_t, var_t) of the raw
+        input (unbiased variances; the running buffers of an absent domain)."""
         n_source, n_target = self.split_sizes(x.shape[0])
         factor = self._update_factor()
         outputs, statistics = [], {}
@@ -123,22 +173,20 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             running_mean, running_var = self.running_stats(domain)
             outputs.append(F.batch_norm(part, running_mean, running_var, self.weight, self.bias,
                                         training=True, momentum=factor, eps=self.eps))
-        with torch.no_grad():
-            alpha = transferability_alpha(*statistics["source"], *statistics["target"], self.eps)
         z = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
-        return z, alpha
+        return z, (*statistics["source"], *statistics["target"])
 
-    def _eval_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _eval_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         running_mean, running_var = self.running_stats(self.eval_domain)
         z = F.batch_norm(x, running_mean, running_var, self.weight, self.bias, training=False, eps=self.eps)
-        alpha = transferability_alpha(*self.running_stats("source"), *self.running_stats("target"), self.eps)
-        return z, alpha.detach()
+        return z, (*self.running_stats("source"), *self.running_stats("target"))
 
     def _check_batch(self, part: torch.Tensor, domain: str) -> None:
         values_per_channel = part.numel() // self.num_features
         if values_per_channel < 2:
             raise BatchTooSmallError(
-                f"{type(self).__name__}({self.num_features}) got {values_per_channel} value per channel in the "
+                f"{type(self).__name__}({self.num_features}) at {layer_label(self)} got {values_per_channel} value "
+                f"per channel in the "
                 f"{domain} part of the batch (shape {tuple(part.shape)}): give each domain at least 2 samples "
                 f"(raise data.batch_size)"
             )
@@ -166,21 +214,22 @@ _BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d}
 
 
 @register("transnorm")
-def transnorm_from_batchnorm(bn: _BatchNorm) -> _TransNorm:
-    """A TransNorm layer in place of ``bn``: gamma/beta copied, and bn's running statistics copied into both domains."""
-    layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine)
-    reference = bn.weight if bn.affine else bn.running_mean
-    if reference is not None:
-        layer.to(device=reference.device, dtype=reference.dtype)
-    with torch.no_grad():
-        if bn.affine:
-            layer.weight.copy_(bn.weight)
-            layer.bias.copy_(bn.bias)
-        if bn.track_running_stats:
-            for domain in ("source", "target"):
-                running_mean, running_var = layer.running_stats(domain)
-                running_mean.copy_(bn.running_mean)
-                running_var.copy_(bn.running_var)
-            layer.num_batches_tracked.copy_(bn.num_batches_tracked)
-    layer.train(bn.training)
-    return layer
+class TransNorm(Normalization):
+    """``norm=transnorm``: every BatchNorm becomes a TransNorm layer with its gamma/beta, and its running statistics
+    copied into both domains' buffers. ``test_stats`` is the domain whose statistics evaluation uses."""
+
+    def __init__(self, alpha: str = "adaptive", distance: str = "normalized_mean", probability: str = "student_t",
+                 test_stats: str = "target"):
+        check_domain(test_stats, "norm.test_stats")
+        check_alpha(alpha)
+        transferability_alpha(*torch.ones(4, 1), 1e-5, distance, probability)  # rejects unknown names now
+        self.layer_options = dict(alpha=alpha, distance=distance, probability=probability)
+        self.test_stats = test_stats
+
+    def replace(self, bn: _BatchNorm) -> _TransNorm:
+        layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+                                            **self.layer_options)
+        copy_affine(bn, layer)
+        copy_running_stats(bn, layer, ("source", "target"))
+        layer.eval_domain = self.test_stats
+        return layer

@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -37,3 +39,26 @@ def make_config(tmp_path):
         return compose_config([*FAST, f"trainer.output_dir={tmp_path}", *overrides])
 
     return make
+
+
+def randomize_batchnorm(bn: nn.modules.batchnorm._BatchNorm, generator: torch.Generator):
+    """Give ``bn`` distinct statistics and affine parameters, as a pretrained layer has."""
+    n = bn.num_features
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+        bn.bias.copy_(torch.randn(n, generator=generator))
+        bn.running_mean.copy_(torch.randn(n, generator=generator))
+        bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return bn
+
+
+def random_batchnorm(channels: int = 8, seed: int = 0) -> nn.BatchNorm2d:
+    return randomize_batchnorm(nn.BatchNorm2d(channels), torch.Generator().manual_seed(seed))
+
+
+def randomize_batchnorms(model: nn.Module) -> nn.Module:
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            randomize_batchnorm(module, generator)
+    return model

@@ -12,22 +12,9 @@ import torchvision
 from torch import nn
 
 import normalization
+from conftest import randomize_batchnorms
 from normalization import NormAct, TransNorm1d, TransNorm2d
 from normda.errors import ConfigError
-
-
-def randomize_batchnorms(model: nn.Module) -> nn.Module:
-    """Give every BatchNorm distinct statistics and affine parameters, as a pretrained network has."""
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            with torch.no_grad():
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator))
-                module.running_mean.copy_(torch.randn(n, generator=generator))
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +108,7 @@ def test_a_batchnorm_itself_is_returned_converted():
 
 
 def test_unknown_name_and_option_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown normalization 'foo': choose one of bn, transnorm"):
+    with pytest.raises(ConfigError, match="unknown normalization 'foo': choose one of adabn, autodial, bgn, bn"):
         normalization.convert(nn.BatchNorm2d(3), "foo")
-    with pytest.raises(ConfigError, match="norm=transnorm has no option colour"):
+    with pytest.raises(ConfigError, match="norm=transnorm has no option colour .its options: alpha, distance"):
         normalization.convert(nn.BatchNorm2d(3), "transnorm", colour="red")

@@ -6,12 +6,16 @@ import json
 import pytest
 import torch
 
+import torchvision
+
+import normalization
+from conftest import CONF
 from dann_cdan.experiment import train
 from dann_cdan.run import RunFolder, config_id
-from normalization import TransNorm1d, TransNorm2d
+from normalization import NORMALIZATIONS, TransNorm1d, TransNorm2d
 
-NORMS = ["bn", "transnorm"]
-METHODS = ["source_only", "dann", "cdan", "cdan_e"]
+NORMS = NORMALIZATIONS.names()
+METHODS = sorted(path.stem for path in (CONF / "method").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -26,6 +30,21 @@ def test_one_training_step_of_every_norm_and_method(make_config, tmp_path, norm,
     assert torch.isfinite(torch.tensor(records[0]["train/loss"]))
     if method != "source_only":
         assert records[0]["train/domain_accuracy"] >= 0.0
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_every_norm_converts_resnet50_and_trains_it(make_config, norm):
+    cfg = make_config(f"norm={norm}")
+    options = {k: v for k, v in cfg.norm.items() if k not in ("name", "exclude") and not k.startswith("_")}
+    model = normalization.convert(torchvision.models.resnet50(), norm, exclude=cfg.norm.exclude, **options)
+    model.train()
+    with normalization.domain_split(model, 2, 2):
+        model(torch.randn(4, 3, 64, 64)).logsumexp(dim=1).mean().backward()
+    first = next(model.parameters())  # the stem convolution's weight (its original, under WeightAlign)
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(2, 3, 64, 64))).all()
 
 
 def test_run_folder_contents(make_config, tmp_path):
@@ -68,7 +87,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(make_config, tmp_path):
 def test_transnorm_reaches_backbone_and_bottleneck(make_config, tmp_path):
     from dann_cdan.experiment import build_model
 
-    model = build_model(make_config("norm=transnorm"), num_classes=4)
+    model, _ = build_model(make_config("norm=transnorm"), num_classes=4)
     assert sum(isinstance(m, TransNorm2d) for m in model.backbone.modules()) == 3  # DTN's three conv BNs
     assert sum(isinstance(m, TransNorm1d) for m in model.backbone.modules()) == 1  # DTN's fc BN
     assert isinstance(model.bottleneck[1], TransNorm1d)
