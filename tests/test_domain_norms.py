@@ -212,3 +212,19 @@ def test_autodial_evaluates_with_target_row():
     x = torch.randn(2, 3, 2, 2)
     expected = F.batch_norm(x, layer.running_mean_target, layer.running_var_target, layer.weight, layer.bias, False)
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_autodial_carries_pretrained_statistics_and_handles_single_domain_batches():
+    bn = random_batchnorm(3, seed=1)
+    layer = normalization.convert(bn, "autodial")
+    for domain in ("source", "target"):
+        torch.testing.assert_close(getattr(layer, f"running_mean_{domain}"), bn.running_mean)
+        torch.testing.assert_close(getattr(layer, f"running_var_{domain}"), bn.running_var)
+    source_before = layer.running_mean_source.clone()
+    x = torch.randn(6, 3, 2, 2) + 2.0
+    with domain_split(layer, 0, 6):
+        y = layer(x)
+    expected = F.batch_norm(x, None, None, layer.weight, layer.bias, training=True)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)  # its own statistics
+    torch.testing.assert_close(layer.running_mean_source, source_before)  # the other row untouched
+    assert not torch.allclose(layer.running_mean_target, bn.running_mean)
