@@ -32,10 +32,12 @@ def main(cfg: DictConfig) -> float:
             raise  # Hydra records the failed job and goes on with the others
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"
+                if "target_accuracy_10crop_last" in summary else "")
     print(
         f"target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
-        f"{summary['target_accuracy_last']:.2f}% after {summary['iterations']} iterations "
-        f"(best {summary['target_accuracy_best']:.2f}% at {summary['best_step']}); run folder "
+        f"{summary['target_accuracy_last']:.2f}%{ten_crop} after {summary['iterations']} iterations "
+        f"(best {summary['target_accuracy_best']:.2f}% at {summary['target_accuracy_best_step']}); run folder "
         f"{hydra_config.runtime.output_dir}"
     )
     return summary["target_accuracy_last"]

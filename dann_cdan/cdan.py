@@ -47,8 +47,9 @@ class CDAN(AdaptationMethod):
 
     With ``entropy=true`` (CDAN+E, Eq. 9) each sample's discriminator loss is weighted by ``w = 1 + exp(-H(g))``,
     normalised within each domain, which favours confident predictions. As in the original CDAN code, the entropy is
-    computed from the un-detached softmax behind a gradient reversal of the same coefficient
-    (``entropy_weight_grad=true``); ``false`` detaches the weights, as TLlib does.
+    computed from the un-detached softmax behind a gradient reversal (``entropy_weight_grad=true``), whose coefficient
+    follows ``entropy_grl`` (the official TransNorm code: alpha 10 over 10,000 iterations while its discriminator warms
+    up over 5,000) or, when unset, the discriminator's schedule; ``false`` detaches the weights, as TLlib does.
     ``randomized=true`` replaces the (C * F)-dimensional multilinear map by the ``randomized_dim`` random one.
     """
 
@@ -63,7 +64,9 @@ class CDAN(AdaptationMethod):
         randomized_dim: int = 1024,
         hidden: int = 1024,
         discriminator_batch_norm: bool = True,
+        discriminator_xavier_init: bool = False,
         grl: dict | None = None,
+        entropy_grl: dict | None = None,
     ):
         super().__init__()
         self.trade_off = trade_off
@@ -75,8 +78,10 @@ class CDAN(AdaptationMethod):
         else:
             self.map = MultilinearMap()
             discriminator_input = features_dim * num_classes
-        self.discriminator = DomainDiscriminator(discriminator_input, hidden, discriminator_batch_norm)
+        self.discriminator = DomainDiscriminator(discriminator_input, hidden, discriminator_batch_norm,
+                                                 discriminator_xavier_init)
         self.grl_schedule = WarmStartSchedule(**(grl or {}))
+        self.entropy_schedule = WarmStartSchedule(**entropy_grl) if entropy_grl else self.grl_schedule
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:
         coefficient = self.grl_schedule(step)
@@ -91,7 +96,7 @@ class CDAN(AdaptationMethod):
         if self.entropy:
             entropy = prediction_entropy(probabilities if self.entropy_weight_grad else probabilities.detach())
             if self.entropy_weight_grad:
-                entropy = grad_reverse(entropy, coefficient)
+                entropy = grad_reverse(entropy, self.entropy_schedule(step))
             weights = 1.0 + torch.exp(-entropy)
             weights_source, weights_target = weights[:n_source], weights[n_source:]
             diagnostics["target_entropy"] = entropy[n_source:].detach().mean()

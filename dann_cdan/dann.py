@@ -21,11 +21,13 @@ class DANN(AdaptationMethod):
         trade_off: float = 1.0,
         hidden: int = 1024,
         discriminator_batch_norm: bool = True,
+        discriminator_xavier_init: bool = False,
         grl: dict | None = None,
     ):
         super().__init__()
         self.trade_off = trade_off
-        self.discriminator = DomainDiscriminator(features_dim, hidden, discriminator_batch_norm)
+        self.discriminator = DomainDiscriminator(features_dim, hidden, discriminator_batch_norm,
+                                                 discriminator_xavier_init)
         self.grl_schedule = WarmStartSchedule(**(grl or {}))
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:

@@ -10,17 +10,23 @@ class DomainDiscriminator(nn.Sequential):
     """``in -> hidden -> hidden -> 1`` MLP returning one logit per sample (source = 1, target = 0).
 
     ``batch_norm=True`` is TLlib's version (Linear, BatchNorm1d, ReLU); ``batch_norm=False`` is the original DANN/CDAN
-    (and TransNorm) one, with ReLU and Dropout(0.5). The final sigmoid is folded into the loss
+    (and TransNorm) one, with ReLU and Dropout(0.5). ``xavier_init`` draws the Linear weights as the original code
+    (Xavier normal, zero biases) instead of PyTorch's default. The final sigmoid is folded into the loss
     (``binary_cross_entropy_with_logits``), which is the same function, computed stably.
     """
 
-    def __init__(self, in_features: int, hidden: int = 1024, batch_norm: bool = True):
+    def __init__(self, in_features: int, hidden: int = 1024, batch_norm: bool = True, xavier_init: bool = False):
         def block(n_in: int) -> list[nn.Module]:
             if batch_norm:
                 return [nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
             return [nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(0.5)]
 
         super().__init__(*block(in_features), *block(hidden), nn.Linear(hidden, 1))
+        if xavier_init:
+            for layer in self:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_normal_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x).squeeze(1)

@@ -19,7 +19,7 @@ import normalization
 from dann_cdan.backbones import build_backbone
 from dann_cdan.loggers import build_logger
 from dann_cdan.method import build_method
-from dann_cdan.model import ImageClassifier
+from dann_cdan.model import ImageClassifier, build_classifier, init_bottleneck_gamma
 from dann_cdan.optim import build_optimizer
 from dann_cdan.run import RunFolder, config_id, run_name
 from dann_cdan.trainer import Trainer, TrainerSettings
@@ -54,11 +54,13 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
     if fixed_size is not None and fixed_size != cfg.data.image_size:
         raise ConfigError(f"backbone={cfg.backbone.name} is built for {fixed_size}px images but data.image_size="
                           f"{cfg.data.image_size}: set data.image_size={fixed_size} (or backbone.input_size)")
-    model = ImageClassifier(backbone, num_classes, cfg.model.bottleneck_dim)
+    model = build_classifier(backbone, num_classes, cfg.model)
     norm_options = {key: value for key, value in OmegaConf.to_container(cfg.norm, resolve=True).items()
                     if key not in ("name", "exclude") and not key.startswith("_")}
     option = normalization.build(cfg.norm.name, **norm_options)
-    return normalization.convert(model, option, exclude=cfg.norm.exclude), option
+    normalization.convert(model, option, exclude=cfg.norm.exclude)
+    init_bottleneck_gamma(model, cfg.model.bottleneck_gamma_init)
+    return model, option
 
 
 def versions() -> dict[str, str]:
@@ -91,14 +93,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     model, norm = build_model(cfg, task.num_classes)
     model.to(device)
     method = build_method(cfg.method, model.features_dim, task.num_classes).to(device)
+    lr_mult = cfg.optim.lr_mult
     optimizer, scheduler = build_optimizer(
-        model.parameter_groups(cfg.backbone.lr_mult) + [{"params": list(method.parameters()), "lr_mult": 1.0}],
+        model.parameter_groups(lr_mult)
+        + [{"name": "method", "params": list(method.parameters()), "lr_mult": lr_mult.method}],
         cfg.optim,
     )
     settings = TrainerSettings(
         iterations=cfg.trainer.iterations, eval_every=cfg.trainer.eval_every, batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
-        log_every=cfg.trainer.log_every, progress=cfg.trainer.progress,
+        log_every=cfg.trainer.log_every, progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
     )
     if settings.iterations < 1 or settings.eval_every < 1:
         raise ConfigError("trainer.iterations and trainer.eval_every must be at least 1")

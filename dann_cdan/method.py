@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader
 
 from normda.errors import ConfigError
 from normda.registry import Registry
@@ -48,6 +49,9 @@ class AdaptationMethod(nn.Module):
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
+
+    def before_training(self, model: nn.Module, loaders: Mapping[str, DataLoader], device: torch.device) -> None:
+        """Called once before the first training step (not on resume), after the normalization's own hook."""
 
 
 def build_method(cfg: Any, features_dim: int, num_classes: int) -> AdaptationMethod:

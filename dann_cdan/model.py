@@ -1,36 +1,101 @@
-"""The classifier every method trains: backbone -> bottleneck -> linear head (TLlib's ``ImageClassifier``)."""
+"""The classifier every method trains: backbone -> bottleneck -> head (TLlib's ``ImageClassifier``).
+
+The ``model`` config shapes it, so that each protocol can build the network of the code it reproduces:
+
+* ``bottleneck_dim``: ``Linear -> BatchNorm1d -> ReLU [-> Dropout]`` of this width between backbone and head (TLlib
+  DANN/CDAN: 256; MDD: 1024); ``null`` for none (TLlib's ERM puts the head on the pooled features).
+* ``bottleneck_dropout``: the dropout after the bottleneck's ReLU (MDD: 0.5).
+* ``head_hidden``: ``null`` for a linear head, or the width of MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``.
+* ``bottleneck_weight_std``, ``bottleneck_bias``, ``head_weight_std``: ``null`` keeps PyTorch's initialisation; a
+  number draws weights from N(0, std) (the official TransNorm code: 0.005 and 0.01; MDD: 0.005 with bias 0.1, 0.01),
+  head biases then start at 0. ``head_weight_std: 0`` is DAFT's zero-initialised head.
+* ``bottleneck_gamma_init``: ``copy`` keeps what the normalization layer starts with; ``uniform`` draws the bottleneck
+  normalization's gamma from U(0, 1), as the official TransNorm1d.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
+from normda.errors import ConfigError
+
+
+def _init_linear(layer: nn.Linear, std: float | None, bias: float | None) -> None:
+    if std is not None:
+        nn.init.normal_(layer.weight, 0.0, std)
+        nn.init.constant_(layer.bias, 0.0 if bias is None else bias)
+    elif bias is not None:
+        nn.init.constant_(layer.bias, bias)
+
 
 class ImageClassifier(nn.Module):
-    """``backbone`` (returning (N, backbone.out_features) features) -> ``Linear -> BatchNorm1d -> ReLU`` bottleneck of
-    ``bottleneck_dim`` -> ``Linear`` head.
+    """``forward`` returns ``(logits, features)``, the features being the bottleneck's output (what DANN, CDAN and MDD
+    work on). The bottleneck's BatchNorm1d is swapped by ``normalization.convert`` like every other BatchNorm."""
 
-    ``forward`` returns ``(logits, bottleneck_features)``; the features are what DANN and CDAN align. The bottleneck's
-    BatchNorm1d is swapped by ``normalization.convert`` like every other BatchNorm (TransNorm puts TransNorm1d there).
-    """
-
-    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 256):
+    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int | None = 256,
+                 bottleneck_dropout: float = 0.0, head_hidden: int | None = None,
+                 bottleneck_weight_std: float | None = None, bottleneck_bias: float | None = None,
+                 head_weight_std: float | None = None):
         super().__init__()
         self.backbone = backbone
-        self.bottleneck = nn.Sequential(
-            nn.Linear(backbone.out_features, bottleneck_dim), nn.BatchNorm1d(bottleneck_dim), nn.ReLU()
-        )
-        self.head = nn.Linear(bottleneck_dim, num_classes)
-        self.features_dim = bottleneck_dim
+        if bottleneck_dim is None:
+            self.bottleneck = nn.Identity()
+            self.features_dim = backbone.out_features
+        else:
+            linear = nn.Linear(backbone.out_features, bottleneck_dim)
+            _init_linear(linear, bottleneck_weight_std, bottleneck_bias)
+            layers = [linear, nn.BatchNorm1d(bottleneck_dim), nn.ReLU()]
+            if bottleneck_dropout:
+                layers.append(nn.Dropout(bottleneck_dropout))
+            self.bottleneck = nn.Sequential(*layers)
+            self.features_dim = bottleneck_dim
+        self.head = mlp_head(self.features_dim, num_classes, head_hidden, head_weight_std)
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.bottleneck(self.backbone(x))
         return self.head(features), features
 
-    def parameter_groups(self, backbone_lr_mult: float) -> list[dict]:
-        """The backbone at ``backbone_lr_mult`` times the base learning rate (0.1 when fine-tuning a pretrained
-        network, 1 when training from scratch), the new layers at 1."""
-        return [
-            {"params": list(self.backbone.parameters()), "lr_mult": backbone_lr_mult},
-            {"params": [*self.bottleneck.parameters(), *self.head.parameters()], "lr_mult": 1.0},
-        ]
+    def parameter_groups(self, lr_mult: Any) -> list[dict]:
+        """The backbone, the bottleneck and the head, each at its ``lr_mult`` times the base learning rate (TLlib:
+        0.1 for a pretrained backbone, 1 for the new layers; DAFT: its own rate for the head)."""
+        return [{"name": part, "params": list(getattr(self, part).parameters()), "lr_mult": lr_mult[part]}
+                for part in ("backbone", "bottleneck", "head")]
+
+
+def mlp_head(in_features: int, num_classes: int, hidden: int | None, weight_std: float | None) -> nn.Module:
+    """A linear head, or (``hidden`` given) MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``."""
+    if hidden is None:
+        layers = [nn.Linear(in_features, num_classes)]
+    else:
+        layers = [nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes)]
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            _init_linear(layer, weight_std, None)
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+
+def build_classifier(backbone: nn.Module, num_classes: int, cfg: Any) -> ImageClassifier:
+    """An ``ImageClassifier`` from the ``model`` config node (before the normalization is swapped in)."""
+    return ImageClassifier(
+        backbone, num_classes, bottleneck_dim=cfg.bottleneck_dim, bottleneck_dropout=cfg.bottleneck_dropout,
+        head_hidden=cfg.head_hidden, bottleneck_weight_std=cfg.bottleneck_weight_std,
+        bottleneck_bias=cfg.bottleneck_bias, head_weight_std=cfg.head_weight_std,
+    )
+
+
+def init_bottleneck_gamma(model: ImageClassifier, how: str) -> None:
+    """After the normalization swap: ``uniform`` redraws the bottleneck normalization's gamma from U(0, 1)."""
+    if how == "copy":
+        return
+    if how != "uniform":
+        raise ConfigError(f"model.bottleneck_gamma_init={how!r}: choose copy or uniform")
+    norm = model.bottleneck[1] if isinstance(model.bottleneck, nn.Sequential) else None
+    weight = getattr(norm, "weight", None)
+    if weight is None:
+        raise ConfigError("model.bottleneck_gamma_init=uniform needs a bottleneck with an affine normalization "
+                          "(model.bottleneck_dim set, a norm with gamma)")
+    with torch.no_grad():
+        nn.init.uniform_(weight)

@@ -1,11 +1,14 @@
 """Optimizer and learning-rate schedule of a protocol, built with Hydra's ``instantiate``."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from hydra.utils import instantiate
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+
+from normda.errors import ConfigError
 
 
 class InverseDecay:
@@ -19,17 +22,40 @@ class InverseDecay:
         return (1.0 + self.gamma * step) ** (-self.power)
 
 
+class Cosine:
+    """Cosine annealing over ``total`` iterations (DAFT's schedule): ``lr_i = lr_0 (1 + cos(pi i / total)) / 2``."""
+
+    def __init__(self, total: int):
+        self.total = max(int(total), 1)
+
+    def __call__(self, step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / self.total))
+
+
+def lr_schedule(kind: str = "inverse_decay", gamma: float = 0.001, power: float = 0.75,
+                total: int = 1) -> InverseDecay | Cosine:
+    """The learning-rate factor of iteration i: ``kind`` ``inverse_decay`` (``gamma``, ``power``) or ``cosine``
+    (over ``total`` iterations). One factory, so that a config can switch the kind without leftover keys."""
+    if kind == "inverse_decay":
+        return InverseDecay(gamma, power)
+    if kind == "cosine":
+        return Cosine(total)
+    raise ConfigError(f"optim.lr_schedule.kind={kind!r}: choose inverse_decay or cosine")
+
+
 def split_weight_decay(group: dict) -> list[dict]:
     """Move the parameters marked ``no_weight_decay`` (AutoDIAL's alpha, for one) into a group of their own without
     weight decay."""
     exempt = [p for p in group["params"] if getattr(p, "no_weight_decay", False)]
     decayed = [p for p in group["params"] if not getattr(p, "no_weight_decay", False)]
-    return [g for g in ({**group, "params": decayed}, {**group, "params": exempt, "weight_decay": 0.0}) if g["params"]]
+    no_decay = {**group, "params": exempt, "weight_decay": 0.0, "name": f"{group['name']}/no_decay"}
+    return [g for g in ({**group, "params": decayed}, no_decay) if g["params"]]
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any) -> tuple[Optimizer, LambdaLR]:
-    """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups``, each at ``lr * lr_mult``, and a
-    ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial rate."""
+    """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name`` and an
+    ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial
+    rate."""
     factory = instantiate(cfg.optimizer)
     base_lr = cfg.optimizer.lr
     groups = [{**split, "lr": base_lr * split["lr_mult"]} for group in param_groups for split in

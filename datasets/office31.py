@@ -12,7 +12,7 @@ from typing import Any
 
 from datasets.imagelist import ImageList, drop_missing, read_image_list
 from datasets.task import DATASETS, DomainAdaptationTask, check_domains
-from datasets.transforms import test_transform, train_transform
+from datasets.transforms import ten_crop_transform, test_transform, train_transform
 from normda.errors import DataNotFoundError
 
 DOMAINS = {"A": "amazon", "D": "dslr", "W": "webcam"}
@@ -53,4 +53,5 @@ def office31(cfg: Any) -> DomainAdaptationTask:
         source=DOMAINS[source],
         target=DOMAINS[target],
         notes={"missing_images_skipped": {DOMAINS[source]: source_missing, DOMAINS[target]: target_missing}},
+        target_test_ten_crop=ImageList(target_samples, ten_crop_transform(cfg.image_size, cfg.mean, cfg.std)),
     )

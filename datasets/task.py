@@ -19,7 +19,8 @@ class DomainAdaptationTask:
     """What a ``data=`` builder returns.
 
     ``target_train`` is the unlabelled target data used in training (its labels are never read); ``target_test`` is
-    what accuracy is reported on. ``notes`` holds facts worth recording in the run's summary (skipped images...).
+    what accuracy is reported on, and ``target_test_ten_crop`` the same images as ten crops each, where the dataset
+    offers it (image files). ``notes`` holds facts worth recording in the run's summary (skipped images...).
     """
 
     source_train: Dataset
@@ -29,6 +30,7 @@ class DomainAdaptationTask:
     source: str
     target: str
     notes: dict = field(default_factory=dict)
+    target_test_ten_crop: Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -44,8 +46,13 @@ class DomainAdaptationTask:
             for offset, (name, dataset) in enumerate((("source", self.source_train), ("target", self.target_train)))
         )
 
-    def test_loader(self, batch_size: int, num_workers: int) -> DataLoader:
-        return _loader(self.target_test, "target test", batch_size, num_workers, shuffle=False, seed=0)
+    def test_loader(self, batch_size: int, num_workers: int, ten_crop: bool = False) -> DataLoader:
+        if not ten_crop:
+            return _loader(self.target_test, "target test", batch_size, num_workers, shuffle=False, seed=0)
+        if self.target_test_ten_crop is None:
+            raise ConfigError("trainer.ten_crop=true needs a dataset of image files (office31, ...); this one has no "
+                              "10-crop test: set trainer.ten_crop=false")
+        return _loader(self.target_test_ten_crop, "target test", max(batch_size // 10, 1), num_workers, False, 0)
 
 
 def _loader(dataset: Dataset, name: str, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> DataLoader:

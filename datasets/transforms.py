@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from PIL import Image
 from torchvision import transforms as T
 
@@ -32,6 +33,24 @@ def test_transform(image_size: int, mean: Sequence[float], std: Sequence[float])
         T.ToTensor(),
         T.Normalize(mean, std),
     ])
+
+
+class StackCrops:
+    """Turn the crops of ``TenCrop`` into one (crops, C, H, W) tensor, each crop normalised."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.to_tensor = T.ToTensor()
+        self.normalize = T.Normalize(mean, std)
+
+    def __call__(self, crops) -> torch.Tensor:
+        return torch.stack([self.normalize(self.to_tensor(crop)) for crop in crops])
+
+
+def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """The 10-crop test of the CDAN and TransNorm code: square resize to 256, then the four corner crops and the centre
+    crop of 224, each also flipped horizontally (torchvision's ``TenCrop``; the official code places the corners one
+    pixel in, at 31 rather than 32). The evaluation sums the softmaxes of the ten crops."""
+    return T.Compose([T.Resize((_resize_size(image_size),) * 2), T.TenCrop(image_size), StackCrops(mean, std)])
 
 
 class ConvertMode:

@@ -104,7 +104,9 @@ class DAFTConversion(Normalization):
     def before_training(self, model: nn.Module, loaders: Mapping[str, DataLoader], device: torch.device) -> None:
         statistics = batchnorm_statistics(model, [loaders[name] for name in SOURCES[self.stats_from]], device)
         pretrained = {bn: stats for bn, stats in statistics.items() if has_pretrained_statistics(bn)}
-        if not pretrained:
+        if not statistics:
+            log.warning("DAFT found no BatchNorm layer to convert (the chosen norm replaced them): use norm=bn")
+        elif not pretrained:
             log.warning("DAFT found no BatchNorm with pretrained statistics and converted nothing: it presumes a "
                         "pretrained network (backbone.pretrained=true)")
         elif len(pretrained) < len(statistics):

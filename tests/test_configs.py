@@ -16,7 +16,10 @@ from dann_cdan.backbones import BACKBONES
 from dann_cdan.method import METHODS
 from normalization import NORMALIZATIONS
 
-GROUPS = sorted(path.name for path in CONF.iterdir() if path.is_dir() and path.name != "local")
+#: groups chosen by interpolation of the protocol's and the method's or dataset's choices, never on the command line
+SPECIALIZATIONS = ("protocol_method", "protocol_data")
+GROUPS = sorted(path.name for path in CONF.iterdir()
+                if path.is_dir() and path.name not in ("local", *SPECIALIZATIONS))
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 #: options that need a value no default can give
 REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"]}
@@ -37,6 +40,25 @@ def test_option_composes_and_resolves(group, option, tmp_path):
     registries = {"backbone": BACKBONES, "norm": NORMALIZATIONS, "method": METHODS, "data": DATASETS}
     if group in registries:
         assert resolved[group]["name"] in registries[group].names()  # each YAML names code that exists
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("protocol", options("protocol"))
+def test_every_protocol_method_and_dataset_composes(protocol):
+    for method in options("method"):
+        for data in options("data"):
+            cfg = compose_config([f"protocol={protocol}", f"method={method}", f"data={data}"])
+            OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_specializations_name_existing_options():
+    for group, other in (("protocol_method", "method"), ("protocol_data", "data")):
+        for name in options(group):
+            protocol, _, choice = name.partition("_")
+            assert protocol in options("protocol") and choice in options(other), name
 
 
 def test_config_files_mirror_registered_names():

@@ -1,0 +1,137 @@
+"""MDD's objective and DAFT as a method, against independent computations; the classifier shapes they need."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dann_cdan.daft import DAFT
+from dann_cdan.experiment import build_model, train
+from dann_cdan.mdd import MDD
+from dann_cdan.method import StepOutputs
+from dann_cdan.model import ImageClassifier
+from dann_cdan.optim import Cosine, lr_schedule
+from dann_cdan.run import RunFolder
+from normda.errors import ConfigError
+
+
+def outputs(n_source=3, n_target=4, features=6, classes=3, seed=0) -> StepOutputs:
+    generator = torch.Generator().manual_seed(seed)
+    return StepOutputs(
+        logits_source=torch.randn(n_source, classes, generator=generator),
+        features_source=torch.randn(n_source, features, generator=generator, requires_grad=True),
+        labels_source=torch.zeros(n_source, dtype=torch.long),
+        logits_target=torch.randn(n_target, classes, generator=generator),
+        features_target=torch.randn(n_target, features, generator=generator, requires_grad=True),
+    )
+
+
+# -- MDD ---------------------------------------------------------------------------------------------------------------
+
+def test_mdd_objective_by_hand():
+    torch.manual_seed(0)
+    method = MDD(6, 3, margin=4.0, trade_off=0.5).eval()  # eval: the adversarial head's dropout off
+    out = outputs()
+    terms = method(out, step=500)
+    adversarial = method.adversarial_head(torch.cat([out.features_source, out.features_target]))
+    source_hat = out.logits_source.argmax(1)
+    target_hat = out.logits_target.argmax(1)
+    probabilities_s = adversarial[:3].softmax(1)
+    probabilities_t = adversarial[3:].softmax(1)
+    expected_source = 4.0 * -torch.log(probabilities_s[torch.arange(3), source_hat]).mean()
+    expected_target = -torch.log(1 - probabilities_t[torch.arange(4), target_hat] + 1e-6).mean()
+    torch.testing.assert_close(terms["disparity_source"], expected_source.detach())
+    torch.testing.assert_close(terms["disparity_target"], expected_target.detach())
+    torch.testing.assert_close(terms["loss"], 0.5 * (expected_source + expected_target))
+    assert terms["grl_coefficient"] == pytest.approx(0.1 * (2 / (1 + math.exp(-0.5)) - 1))
+
+
+def test_mdd_minmax_signs():
+    """The adversarial head descends the objective (agree on source, disagree on target); the features get its
+    reversed gradient, scaled by the GRL coefficient."""
+    torch.manual_seed(0)
+    method = MDD(6, 3).eval()
+    out = outputs()
+    method(out, step=10**6)["loss"].backward()  # coefficient -> 0.1
+    feature_gradient = out.features_target.grad.clone()
+    features = torch.cat([out.features_source, out.features_target]).detach().requires_grad_(True)
+    adversarial = method.adversarial_head(features)
+    loss = 4.0 * F.cross_entropy(adversarial[:3], out.logits_source.argmax(1)) + F.nll_loss(
+        torch.log((1 - adversarial[3:].softmax(1)).add(1e-6).clamp(max=1)), out.logits_target.argmax(1))
+    loss.backward()
+    torch.testing.assert_close(feature_gradient, -0.1 * features.grad[3:], rtol=1e-4, atol=1e-7)
+
+
+def test_mdd_under_tllib_builds_the_mdd_classifier(make_config):
+    model, _ = build_model(make_config("method=mdd"), num_classes=4)
+    linear, norm, relu, dropout = model.bottleneck
+    assert linear.out_features == 1024 and dropout.p == 0.5
+    assert torch.all(linear.bias == 0.1) and abs(linear.weight.std().item() - 0.005) < 5e-4
+    assert [type(m) for m in model.head] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert model.head[0].out_features == 1024
+
+
+# -- DAFT --------------------------------------------------------------------------------------------------------------
+
+def test_daft_method_converts_before_training_and_adds_an_adaptation_loss(monkeypatch):
+    calls = []
+    monkeypatch.setattr("dann_cdan.daft.DAFTConversion.before_training",
+                        lambda self, model, loaders, device: calls.append((self.stats_from, sorted(loaders))))
+    plain = DAFT(6, 3, stats_from="both")
+    plain.before_training(nn.Identity(), {"source": 1, "target": 2}, None)
+    assert calls == [("both", ["source", "target"])]
+    assert not plain.uses_target and plain.evaluation_domain == "source"
+    assert plain(outputs(), step=0)["loss"].item() == 0.0
+
+    with_dann = DAFT(6, 3, adapt="dann", adapt_options={"trade_off": 0.3})
+    assert with_dann.uses_target and with_dann.adapt.trade_off == 0.3
+    terms = with_dann(outputs(), step=1000)
+    assert "domain_accuracy" in terms and terms["loss"].item() > 0
+    with pytest.raises(ConfigError, match="method=dann has no option margin"):
+        DAFT(6, 3, adapt="dann", adapt_options={"margin": 1.0})
+
+
+def test_daft_recipe_zero_head_own_head_rate_and_cosine(make_config, tmp_path):
+    cfg = make_config("method=daft", "trainer.iterations=4", "trainer.eval_every=2")
+    model, _ = build_model(cfg, num_classes=4)
+    assert torch.all(model.head.weight == 0) and torch.all(model.head.bias == 0)
+    assert cfg.optim.lr_mult.head == 10.0 * cfg.optim.lr_mult.backbone
+    assert cfg.optim.lr_schedule.kind == "cosine" and cfg.optim.optimizer.weight_decay == 0.0
+    train(cfg, tmp_path / "run")
+    first, last = RunFolder(tmp_path / "run").read_metrics()
+    assert first["lr/head"] == pytest.approx(10 * first["lr/backbone"])
+    assert last["lr/head"] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at the last iteration
+
+
+def test_schedules():
+    cosine = Cosine(100)
+    assert [cosine(i) for i in (0, 50, 100, 150)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    inverse = lr_schedule("inverse_decay", gamma=0.001, power=0.75)
+    assert inverse(1000) == pytest.approx(2 ** -0.75)
+    with pytest.raises(ConfigError, match="optim.lr_schedule.kind='step'"):
+        lr_schedule("step")
+
+
+# -- the classifier's options ------------------------------------------------------------------------------------------
+
+def test_classifier_options():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
+    backbone.out_features = 8
+    direct = ImageClassifier(backbone, 5, bottleneck_dim=None)
+    logits, features = direct(torch.randn(2, 3, 2, 2))
+    assert features.shape == (2, 8) and logits.shape == (2, 5) and isinstance(direct.bottleneck, nn.Identity)
+    official = ImageClassifier(backbone, 5, bottleneck_dim=256, bottleneck_weight_std=0.005, bottleneck_bias=0.0,
+                               head_weight_std=0.01)
+    assert torch.all(official.bottleneck[0].bias == 0) and abs(official.head.weight.std().item() - 0.01) < 2e-3
+
+
+def test_official_transnorm_bottleneck_gamma_is_uniform(make_config):
+    torch.manual_seed(0)
+    model, _ = build_model(make_config("protocol=transnorm", "data=synthetic", "model.bottleneck_dim=512"), 4)
+    gamma = model.bottleneck[1].weight
+    assert 0 <= gamma.min() and gamma.max() <= 1 and gamma.std() > 0.2
+    with pytest.raises(ConfigError, match="model.bottleneck_gamma_init='normal'"):
+        build_model(make_config("model.bottleneck_gamma_init=normal"), 4)
