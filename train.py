@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dann_cdan.run import register_resolvers
-from normda.errors import UserError
+from normda.errors import UserError, one_line
 
 register_resolvers()
 
@@ -30,13 +30,14 @@ def main(cfg: DictConfig) -> float:
     except UserError as error:
         if hydra_config.mode == RunMode.MULTIRUN:
             raise  # Hydra records the failed job and goes on with the others
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
     ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"
                 if "target_accuracy_10crop_last" in summary else "")
+    class_averaged = f", class-averaged {summary['target_mean_class_accuracy_last']:.2f}%"
     print(
         f"target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
-        f"{summary['target_accuracy_last']:.2f}%{ten_crop} after {summary['iterations']} iterations "
+        f"{summary['target_accuracy_last']:.2f}%{ten_crop}{class_averaged} after {summary['iterations']} iterations "
         f"(best {summary['target_accuracy_best']:.2f}% at {summary['target_accuracy_best_step']}); run folder "
         f"{hydra_config.runtime.output_dir}"
     )

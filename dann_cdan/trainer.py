@@ -132,23 +132,24 @@ class Trainer:
         sums: dict[str, torch.Tensor | float] = {}
         count = 0
         started = time.perf_counter() - self.elapsed
-        bar = tqdm(total=s.iterations, initial=self.step, desc="train", dynamic_ncols=True, disable=not s.progress)
-        while self.step < s.iterations:
-            terms = self.train_step(next(source_batches), next(target_batches) if target_batches else None)
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value
-            count += 1
-            self.step += 1
-            bar.update(1)
-            if self.step % s.log_every == 0:
-                bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}", refresh=False)
-            if self.step % s.eval_every == 0 or self.step == s.iterations:
-                self.elapsed = time.perf_counter() - started
-                self.evaluate_and_record({key: float(value) / count for key, value in sums.items()}, test_loaders)
-                bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}",
-                                target_acc=f"{self.last['target_accuracy'].accuracy:.1f}")
-                sums, count = {}, 0
-        bar.close()
+        with tqdm(total=s.iterations, initial=self.step, desc="train", dynamic_ncols=True,
+                  disable=not s.progress) as bar:  # closed on any exit, so that an error starts its own line
+            while self.step < s.iterations:
+                terms = self.train_step(next(source_batches), next(target_batches) if target_batches else None)
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                count += 1
+                self.step += 1
+                bar.update(1)
+                if self.step % s.log_every == 0:
+                    bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}", refresh=False)
+                if self.step % s.eval_every == 0 or self.step == s.iterations:
+                    self.elapsed = time.perf_counter() - started
+                    self.evaluate_and_record({key: float(value) / count for key, value in sums.items()},
+                                             test_loaders)
+                    bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}",
+                                    target_acc=f"{self.last['target_accuracy'].accuracy:.1f}")
+                    sums, count = {}, 0
         if not self.last:  # resumed after the final evaluation but before the done marker
             self.last = self.evaluate(test_loaders)
         return self.summary()

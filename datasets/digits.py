@@ -3,9 +3,12 @@
 Under ``data.root`` the files sit where torchvision puts them: ``MNIST/raw/*-ubyte``, ``usps.bz2`` and ``usps.t.bz2``,
 ``train_32x32.mat`` and ``test_32x32.mat``. ``data.download=true`` fetches what is missing (md5-checked).
 The target's training split is the unlabelled target data; its test split is the one accuracy is reported on.
+torchvision md5-checks what it downloads; split sizes other than the standard ones are reported as a warning.
+MNIST-M is not offered: torchvision has no loader for it and its usual sources are not stable downloads.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +22,19 @@ from normda.errors import DataNotFoundError
 DOMAINS = {"M": "mnist", "U": "usps", "S": "svhn"}
 CLASSES = [str(digit) for digit in range(10)]
 EXPECTED_FILES = {"M": "MNIST/raw/*-ubyte", "U": "usps.bz2 and usps.t.bz2", "S": "train_32x32.mat and test_32x32.mat"}
+SIZES = {"M": (60_000, 10_000), "U": (7_291, 2_007), "S": (73_257, 26_032)}  # (train, test) images
+
+log = logging.getLogger(__name__)
 
 
 def load_split(letter: str, root: Path, train: bool, transform, download: bool) -> Dataset:
     """One torchvision digits split; a missing or undownloadable dataset is a one-line :class:`DataNotFoundError`."""
     try:
         if letter == "S":
-            return tv.SVHN(str(root), split="train" if train else "test", transform=transform, download=download)
-        dataset_class = tv.MNIST if letter == "M" else tv.USPS
-        return dataset_class(str(root), train=train, transform=transform, download=download)
+            dataset = tv.SVHN(str(root), split="train" if train else "test", transform=transform, download=download)
+        else:
+            dataset_class = tv.MNIST if letter == "M" else tv.USPS
+            dataset = dataset_class(str(root), train=train, transform=transform, download=download)
     except (RuntimeError, OSError) as error:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         action = "the download failed" if download else "pass data.download=true to download it"
@@ -35,6 +42,11 @@ def load_split(letter: str, root: Path, train: bool, transform, download: bool) 
             f"{DOMAINS[letter].upper()} is not in {root} ({reason}): {action}, or place {EXPECTED_FILES[letter]} "
             f"there by hand"
         ) from error
+    expected = SIZES[letter][0 if train else 1]
+    if len(dataset) != expected:
+        log.warning("%s's %s split in %s has %d images where the standard one has %d", DOMAINS[letter].upper(),
+                    "train" if train else "test", root, len(dataset), expected)
+    return dataset
 
 
 @DATASETS.register("digits")

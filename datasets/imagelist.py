@@ -1,16 +1,34 @@
-"""Image-list datasets: a text file of ``<path> <label>`` lines (the format of TLlib and of the TransNorm code).
+"""Image-list benchmarks: domains of image files described by lists of ``<path> <label>`` lines (the format of TLlib
+and of the CDAN/TransNorm code; relative paths are joined to ``data.root``, absolute ones used as they are).
 
-Relative paths are joined to the dataset root; absolute paths are used as they are.
+A dataset file declares an :class:`ImageListBenchmark` (its domains, list files, class order, image counts and
+archives) and registers its ``build``; everything else is shared:
+
+* ``data.download=true`` fetches missing archives (``datasets.download``) and then checks each domain's list against
+  the known number of images and classes; with the data in place nothing is downloaded.
+* ``data.list_files={A: my_amazon.txt}`` uses a list of one's own for a domain (relative to ``data.root``).
+* A listed image that is missing is an error naming it; ``data.skip_bad=true`` leaves out missing images, and checks
+  every image once so that unreadable ones are left out too; both are counted in ``summary.json``. Without it, an
+  unreadable image stops the run with an error naming the file when it is loaded.
 """
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import default_loader
 
+from datasets.download import Archive, fetch
+from datasets.task import DomainAdaptationTask, check_domains
+from datasets.transforms import ten_crop_transform, test_transform, train_transform
 from normda.errors import ConfigError, DataNotFoundError
+
+log = logging.getLogger(__name__)
 
 Sample = tuple[Path, int]
 
@@ -33,20 +51,35 @@ def read_image_list(list_file: Path, root: Path, num_classes: int) -> list[Sampl
     return samples
 
 
-def drop_missing(samples: list[Sample], list_file: Path, skip_missing: bool) -> tuple[list[Sample], int]:
-    """Keep the samples whose image exists. A missing image is an error unless ``skip_missing``; returns the kept
-    samples and how many were dropped."""
+def is_readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+def drop_bad(samples: list[Sample], list_file: Path, skip_bad: bool) -> tuple[list[Sample], dict[str, int]]:
+    """The samples whose image exists (and, with ``skip_bad``, can be read). A missing image is an error unless
+    ``skip_bad``; returns the kept samples and how many were missing or unreadable."""
     present = [sample for sample in samples if sample[0].is_file()]
     missing = len(samples) - len(present)
-    if missing and not skip_missing:
+    if missing and not skip_bad:
         first = next(path for path, _ in samples if not path.is_file())
         raise DataNotFoundError(
             f"{missing} of the {len(samples)} images listed in {list_file} are missing (first: {first}): "
             f"put them in place, or pass data.skip_bad=true to train on the {len(present)} present"
         )
+    unreadable = 0
+    if skip_bad:
+        readable = [sample for sample in present if is_readable(sample[0])]
+        unreadable = len(present) - len(readable)
+        present = readable
     if not present:
-        raise DataNotFoundError(f"none of the {len(samples)} images listed in {list_file} exists: check data.root")
-    return present, missing
+        raise DataNotFoundError(f"none of the {len(samples)} images listed in {list_file} can be used: check "
+                                f"data.root")
+    return present, {"missing": missing, "unreadable": unreadable}
 
 
 class ImageList(Dataset):
@@ -61,7 +94,79 @@ class ImageList(Dataset):
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        image = default_loader(str(path))
+        try:
+            image = default_loader(str(path))
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataNotFoundError(f"cannot read image {path} ({error}): replace it, or pass data.skip_bad=true to "
+                                    f"leave unreadable images out") from error
         if self.transform is not None:
             image = self.transform(image)
         return image, label
+
+
+@dataclass(frozen=True)
+class ImageListBenchmark:
+    """What defines an image-list benchmark; ``build(cfg)`` makes its task from the ``data`` config."""
+
+    title: str
+    domains: dict[str, str]  # letter -> domain name
+    lists: dict[str, str]  # letter -> list file, relative to the root
+    classes: list[str]
+    counts: dict[str, int]  # letter -> images in the standard list
+    archives: tuple[Archive, ...] = ()
+    how_to_get: str = "download it as the README's Data section says"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, cfg: Any) -> DomainAdaptationTask:
+        source, target = check_domains(cfg, self.domains)
+        root = Path(cfg.root).expanduser()
+        if cfg.download:
+            if not self.archives and not all((root / self.lists[d]).is_file() for d in (source, target)):
+                raise DataNotFoundError(f"{self.title} has no public download location: {self.how_to_get}, into "
+                                        f"{root}")
+            if fetch(self.archives, root, cfg.get("download_from"), self.title):
+                self.verify(root)
+        samples, bad = {}, {}
+        for letter in (source, target):
+            samples[letter], bad[self.domains[letter]] = self._domain_samples(root, letter, cfg)
+        train = train_transform(cfg.image_size, cfg.mean, cfg.std)
+        test = test_transform(cfg.image_size, cfg.mean, cfg.std)
+        return DomainAdaptationTask(
+            source_train=ImageList(samples[source], train),
+            target_train=ImageList(samples[target], train),
+            target_test=ImageList(samples[target], test),
+            classes=self.classes,
+            source=self.domains[source],
+            target=self.domains[target],
+            notes={"images_left_out": bad},
+            target_test_ten_crop=ImageList(samples[target], ten_crop_transform(cfg.image_size, cfg.mean, cfg.std)),
+        )
+
+    def list_file(self, root: Path, letter: str, cfg: Any) -> Path:
+        own = (cfg.get("list_files") or {}).get(letter)
+        return root / own if own else root / self.lists[letter]
+
+    def _domain_samples(self, root: Path, letter: str, cfg: Any) -> tuple[list[Sample], dict[str, int]]:
+        if not root.is_dir():
+            raise DataNotFoundError(f"{self.title} folder {root} does not exist: {self.how_to_get} (or pass "
+                                    f"data.download=true), or set data.root")
+        list_file = self.list_file(root, letter, cfg)
+        if not list_file.is_file():
+            raise DataNotFoundError(f"{self.title} list {list_file} does not exist: {self.how_to_get} (or pass "
+                                    f"data.download=true), or set data.root")
+        samples = read_image_list(list_file, root, len(self.classes))
+        if list_file == root / self.lists[letter] and len(samples) != self.counts[letter]:
+            log.warning("%s lists %d images where %s's %s domain has %d", list_file, len(samples), self.title,
+                        self.domains[letter], self.counts[letter])
+        return drop_bad(samples, list_file, cfg.skip_bad)
+
+    def verify(self, root: Path) -> None:
+        """After a download: every domain's list has the known number of images and every class."""
+        for letter, relative in self.lists.items():
+            labels = [label for _, label in read_image_list(root / relative, root, len(self.classes))]
+            if len(labels) != self.counts[letter] or len(Counter(labels)) != len(self.classes):
+                raise DataNotFoundError(
+                    f"{root / relative} lists {len(labels)} images of {len(Counter(labels))} classes where "
+                    f"{self.title}'s {self.domains[letter]} has {self.counts[letter]} of {len(self.classes)}: the "
+                    f"download is incomplete or not the standard one; delete {root} and download again"
+                )

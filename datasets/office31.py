@@ -7,15 +7,9 @@ Layout under ``data.root`` (TLlib's, and the lists of the CDAN/TransNorm code)::
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from datasets.imagelist import ImageList, drop_missing, read_image_list
-from datasets.task import DATASETS, DomainAdaptationTask, check_domains
-from datasets.transforms import ten_crop_transform, test_transform, train_transform
-from normda.errors import DataNotFoundError
-
-DOMAINS = {"A": "amazon", "D": "dslr", "W": "webcam"}
+from datasets.download import Archive
+from datasets.imagelist import ImageListBenchmark
+from datasets.task import DATASETS
 
 CLASSES = [
     "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
@@ -24,34 +18,19 @@ CLASSES = [
     "ruler", "scissors", "speaker", "stapler", "tape_dispenser", "trash_can",
 ]
 
-HOW_TO_GET = "download Office-31 as described in the README (section Data) and extract it there, or set data.root"
+OFFICE31 = ImageListBenchmark(
+    title="Office-31",
+    domains={"A": "amazon", "D": "dslr", "W": "webcam"},
+    lists={"A": "image_list/amazon.txt", "D": "image_list/dslr.txt", "W": "image_list/webcam.txt"},
+    classes=CLASSES,
+    counts={"A": 2817, "D": 498, "W": 795},
+    archives=(  # the locations TLlib's office31.py gives (restored after the 2023 outage)
+        Archive("image_list.zip", "https://cloud.tsinghua.edu.cn/f/2c1dd9fbcaa9455aa4ad/?dl=1", "image_list"),
+        Archive("amazon.tgz", "https://cloud.tsinghua.edu.cn/f/ec12dfcddade43ab8101/?dl=1", "amazon"),
+        Archive("dslr.tgz", "https://cloud.tsinghua.edu.cn/f/a41d818ae2f34da7bb32/?dl=1", "dslr"),
+        Archive("webcam.tgz", "https://cloud.tsinghua.edu.cn/f/8a41009a166e4131adcd/?dl=1", "webcam"),
+    ),
+    how_to_get="download Office-31 as the README's Data section says and extract it there",
+)
 
-
-def domain_samples(root: Path, letter: str, skip_missing: bool) -> tuple[list, int]:
-    list_file = root / "image_list" / f"{DOMAINS[letter]}.txt"
-    if not root.is_dir():
-        raise DataNotFoundError(f"Office-31 folder {root} does not exist: {HOW_TO_GET}")
-    if not list_file.is_file():
-        raise DataNotFoundError(f"Office-31 list {list_file} does not exist: {HOW_TO_GET}")
-    samples = read_image_list(list_file, root, len(CLASSES))
-    return drop_missing(samples, list_file, skip_missing)
-
-
-@DATASETS.register("office31")
-def office31(cfg: Any) -> DomainAdaptationTask:
-    source, target = check_domains(cfg, DOMAINS)
-    root = Path(cfg.root).expanduser()
-    source_samples, source_missing = domain_samples(root, source, cfg.skip_bad)
-    target_samples, target_missing = domain_samples(root, target, cfg.skip_bad)
-    train = train_transform(cfg.image_size, cfg.mean, cfg.std)
-    test = test_transform(cfg.image_size, cfg.mean, cfg.std)
-    return DomainAdaptationTask(
-        source_train=ImageList(source_samples, train),
-        target_train=ImageList(target_samples, train),
-        target_test=ImageList(target_samples, test),
-        classes=CLASSES,
-        source=DOMAINS[source],
-        target=DOMAINS[target],
-        notes={"missing_images_skipped": {DOMAINS[source]: source_missing, DOMAINS[target]: target_missing}},
-        target_test_ten_crop=ImageList(target_samples, ten_crop_transform(cfg.image_size, cfg.mean, cfg.std)),
-    )
+DATASETS.register("office31")(OFFICE31.build)

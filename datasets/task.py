@@ -78,15 +78,21 @@ def forever(loader: DataLoader) -> Iterator:
 
 
 def check_domains(cfg: Any, domains: Mapping[str, str]) -> tuple[str, str]:
-    """Validate ``cfg.source`` and ``cfg.target`` against a dataset's domain letters."""
+    """Validate ``cfg.source`` and ``cfg.target`` against a dataset's domains, given by letter or by name (any case);
+    return their letters."""
     choices = ", ".join(f"{letter} ({name})" for letter, name in domains.items())
+    by_name = {name.lower(): letter for letter, name in domains.items()}
+    letters = []
     for key in ("source", "target"):
-        if cfg[key] not in domains:
-            raise ConfigError(f"data={cfg.name} has no domain {cfg[key]!r} (data.{key}): choose one of {choices}")
-    if cfg.source == cfg.target:
-        raise ConfigError(f"data.source and data.target are both {cfg.source!r}: adaptation needs two domains "
+        value = str(cfg[key])
+        letter = value if value in domains else by_name.get(value.lower())
+        if letter is None:
+            raise ConfigError(f"data={cfg.name} has no domain {value!r} (data.{key}): choose one of {choices}")
+        letters.append(letter)
+    if letters[0] == letters[1]:
+        raise ConfigError(f"data.source and data.target are both {letters[0]!r}: adaptation needs two domains "
                           f"({choices})")
-    return cfg.source, cfg.target
+    return letters[0], letters[1]
 
 
 def build(cfg: Any) -> DomainAdaptationTask:

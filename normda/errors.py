@@ -19,3 +19,13 @@ class WeightsUnavailableError(UserError, RuntimeError):
 
 class BatchTooSmallError(UserError, ValueError):
     """A batch (or a domain's part of it) too small for a layer that computes batch statistics."""
+
+
+def one_line(error: UserError) -> str:
+    """The message of ``error`` on one line. An error raised in a DataLoader worker comes back wrapped in the
+    worker's traceback ("Caught X in DataLoader worker process 0. Original Traceback ..."); its last line holds the
+    original message after the exception's name."""
+    text = str(error).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split())

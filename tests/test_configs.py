@@ -1,16 +1,11 @@
 """Every option of every config group composes, and train.py's command line (--help, --cfg, -m, errors) works."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF, ROOT, compose_config
+from conftest import CONF, compose_config, run_cli
 from datasets import DATASETS
 from dann_cdan.backbones import BACKBONES
 from dann_cdan.method import METHODS
@@ -65,12 +60,6 @@ def test_config_files_mirror_registered_names():
     for group, registry in (("norm", NORMALIZATIONS), ("data", DATASETS), ("backbone", BACKBONES)):
         assert {p.stem for p in (CONF / group).glob("*.yaml")} == set(registry.names()), group
     assert set(METHODS.names()) <= {p.stem for p in (CONF / "method").glob("*.yaml")}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_help_lists_the_groups(tmp_path):

@@ -120,7 +120,8 @@ def test_office31_missing_list_and_images(make_config, tmp_path):
         datasets.build(make_config("data=office31", f"data.root={root}").data)
     task = datasets.build(make_config("data=office31", f"data.root={root}", "data.skip_bad=true").data)
     assert task.sizes()["target_test"] == 8
-    assert task.notes == {"missing_images_skipped": {"amazon": 0, "webcam": 1}}
+    assert task.notes == {"images_left_out": {"amazon": {"missing": 0, "unreadable": 0},
+                                              "webcam": {"missing": 1, "unreadable": 0}}}
 
 
 def test_office31_bad_list_lines(make_config, tmp_path):
@@ -138,5 +139,6 @@ def test_real_office31_amazon_to_webcam_with_pretrained_efficientnet(make_config
                       "trainer.iterations=4", "trainer.eval_every=4")
     summary = train(cfg, tmp_path / "run")
     assert summary["dataset_sizes"] == {"source_train": 1000, "target_train": 795, "target_test": 795}
-    assert summary["missing_images_skipped"] == {"amazon": 1817, "webcam": 0}
+    assert summary["images_left_out"] == {"amazon": {"missing": 1817, "unreadable": 0},
+                                          "webcam": {"missing": 0, "unreadable": 0}}
     assert summary["target_test_samples"] == 795 and 0.0 <= summary["target_accuracy_last"] <= 100.0
