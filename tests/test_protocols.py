@@ -59,6 +59,8 @@ def test_tllib_erm_and_mdd():
     assert mdd["model"]["bottleneck_dropout"] == 0.5 and mdd["method"]["width"] == 1024
     assert mdd["method"]["margin"] == 4.0 and mdd["method"]["grl"]["hi"] == 0.1
     assert effective_rates(mdd)["backbone"] == pytest.approx(0.0004)
+    office_home = resolved("protocol=tllib", "method=mdd", "data=officehome", "backbone=resnet50")
+    assert office_home["model"]["bottleneck_dim"] == 2048 and office_home["method"]["width"] == 2048
 
 
 @pytest.mark.parametrize("method,task,lr", [("source_only", "M2U", 0.01), ("source_only", "U2M", 0.1),
