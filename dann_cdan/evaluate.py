@@ -5,6 +5,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -17,6 +18,9 @@ class Evaluation:
     mean_class_accuracy: float  # % averaged over classes (VisDA's "mean")
     per_class_accuracy: list[float]
     samples: int
+    features: torch.Tensor | None = None  # (N, D) bottleneck features on the CPU, when asked for
+    losses: torch.Tensor | None = None  # (N,) cross-entropy of each sample, when asked for
+    labels: torch.Tensor | None = None  # (N,) their labels, when asked for
 
 
 def accuracy_from_confusion(confusion: torch.Tensor) -> Evaluation:
@@ -42,20 +46,37 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
+def _features_and_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    logits, features = model(images)
+    return logits.argmax(dim=1), features, F.cross_entropy(logits, labels, reduction="none")
+
+
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             domain: str | None = None) -> Evaluation:
-    """Evaluate ``model`` (returning ``(logits, features)``) in eval mode on single images or crops; domain-aware
-    layers use ``domain``'s statistics, or their own setting when it is None. The model's train/eval mode is restored
-    afterwards."""
+             domain: str | None = None, keep_features: bool = False) -> Evaluation:
+    """Evaluate ``model`` (returning ``(logits, features)``) in eval mode on single images or crops, streaming the
+    set into a confusion matrix; domain-aware layers use ``domain``'s statistics, or their own setting when it is
+    None. ``keep_features`` (single images only) also returns every sample's features, loss and label. The model's
+    train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    features, losses, kept_labels = [], [], []
     try:
         with torch.inference_mode(), evaluation_domain(model, domain) if domain else nullcontext():
             for images, labels in loader:
-                predictions = predict(model, images.to(device, non_blocking=True))
+                images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
+                if keep_features:
+                    predictions, batch_features, batch_losses = _features_and_losses(model, images, labels)
+                    features.append(batch_features.float().cpu())
+                    losses.append(batch_losses.float().cpu())
+                    kept_labels.append(labels.cpu())
+                else:
+                    predictions = predict(model, images)
                 confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
     finally:
         model.train(was_training)
-    return accuracy_from_confusion(confusion.view(num_classes, num_classes).cpu())
+    result = accuracy_from_confusion(confusion.view(num_classes, num_classes).cpu())
+    if keep_features:
+        result.features, result.losses, result.labels = torch.cat(features), torch.cat(losses), torch.cat(kept_labels)
+    return result

@@ -23,7 +23,7 @@ from dann_cdan.model import ImageClassifier, build_classifier, init_bottleneck_g
 from dann_cdan.optim import build_optimizer
 from dann_cdan.run import RunFolder, config_id, run_name
 from dann_cdan.trainer import Trainer, TrainerSettings
-from normda.errors import ConfigError
+from normda.errors import ConfigError, UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,19 @@ def versions() -> dict[str, str]:
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and evaluate the run that ``cfg`` describes in ``run_dir``; return its summary.
 
-    A run whose folder holds the done marker is not trained again; one with a checkpoint resumes from it.
+    A run whose folder holds the done marker is not trained again; one with a checkpoint resumes from it. A run that
+    stops on an error leaves the one-line reason in its ``failed`` file (for ``scripts/collect.py``).
     """
+    try:
+        return _train(cfg, run_dir)
+    except Exception as error:
+        if Path(run_dir).is_dir():
+            message = one_line(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            RunFolder(run_dir).mark_failed(" ".join(message.split()))
+        raise
+
+
+def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
@@ -112,8 +123,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings)
         trainer.resume()
-        log.info("%s -> %s: %s (source %d, target %d, test %d images) on %s", task.source, task.target,
-                 run.path.name, *task.sizes().values(), device)
+        sizes = ", ".join(f"{part.replace('_', ' ')} {count}" for part, count in task.sizes().items())
+        log.info("%s -> %s: %s (%s images) on %s", task.source, task.target, run.path.name, sizes, device)
         summary = {
             **trainer.fit(),
             "run": run.path.name, "config_id": identity, "source": task.source, "target": task.target,

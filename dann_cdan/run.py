@@ -4,6 +4,7 @@
         config.yaml      the resolved config              metrics.jsonl   one line per evaluation
         summary.json     last/best accuracy, timings      checkpoint.pt   the latest training state
         done             written last, when the run has finished          train.log, .hydra/  Hydra's own files
+        failed           the one-line reason, when the run stopped on an error (removed when it finishes later)
 
 The config id is a hash of the resolved config without the keys that do not change the result (where outputs and
 data live, the logger, worker counts), so the same command always names the same folder and a changed setting a new
@@ -51,10 +52,20 @@ def run_name(cfg: DictConfig) -> str:
             f"-seed{cfg.seed}-{config_id(cfg)}")
 
 
+def task_domain(task: str, index: int) -> str:
+    """``A2W`` -> ``A`` (0) or ``W`` (1): the domains of a task written source-2-target, as experiment presets sweep
+    them (``data.task=A2W,D2W``)."""
+    parts = str(task).split("2")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"data.task={task!r} is not <source>2<target>, e.g. A2W")
+    return parts[index]
+
+
 def register_resolvers() -> None:
     """``${run_name:}`` in the config (Hydra's run and sweep folders) resolves to :func:`run_name` of the whole
-    config."""
+    config; ``${task_domain:A2W,0}`` to a task's source (0) or target (1)."""
     OmegaConf.register_new_resolver("run_name", lambda *, _root_: run_name(_root_), replace=True)
+    OmegaConf.register_new_resolver("task_domain", task_domain, replace=True)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -86,6 +97,7 @@ class RunFolder:
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_marker = self.path / "done"
+        self.failure = self.path / "failed"
 
     @property
     def done(self) -> bool:
@@ -126,4 +138,8 @@ class RunFolder:
         return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
 
     def mark_done(self) -> None:
+        self.failure.unlink(missing_ok=True)
         atomic_write_text(self.done_marker, "")
+
+    def mark_failed(self, reason: str) -> None:
+        atomic_write_text(self.failure, reason + "\n")

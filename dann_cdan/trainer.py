@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dann_cdan.evaluate import Evaluation, evaluate
 from dann_cdan.method import AdaptationMethod, StepOutputs
 from dann_cdan.run import RunFolder
+from dann_cdan.validation import deep_embedded_validation
 from datasets import DomainAdaptationTask, forever
 from normalization import Normalization, domain_split
 from normda.errors import BatchTooSmallError
@@ -85,6 +86,7 @@ class Trainer:
         self.elapsed = 0.0
         self.best: dict[str, dict[str, float]] = {}  # per metric: the highest accuracy over evaluations, its step
         self.last: dict[str, Evaluation] = {}
+        self.dev_risk: float | None = None  # of the last evaluation, with a source validation set
 
     # -- state -----------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -189,9 +191,23 @@ class Trainer:
                 "transfer_loss": method_terms["loss"].detach(), **diagnostics}
 
     def evaluate(self, test_loaders: dict[str, DataLoader]) -> dict[str, Evaluation]:
-        self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], self.settings.device)
-        return {metric: evaluate(self.model, loader, self.task.num_classes, self.settings.device,
-                                 self.method.evaluation_domain) for metric, loader in test_loaders.items()}
+        """The target test metrics; with a source validation set, also its accuracy (source statistics) and the DEV
+        risk from the features of source training samples, source validation samples and the target."""
+        s, task = self.settings, self.task
+        self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
+        dev = task.source_val is not None
+        results = {metric: evaluate(self.model, loader, task.num_classes, s.device, self.method.evaluation_domain,
+                                    keep_features=dev and metric == "target_accuracy")
+                   for metric, loader in test_loaders.items()}
+        if dev:
+            validation = evaluate(self.model, task.source_val_loader(s.eval_batch_size, s.num_workers),
+                                  task.num_classes, s.device, "source", keep_features=True)
+            training = evaluate(self.model, task.source_sample_loader(s.eval_batch_size, s.num_workers),
+                                task.num_classes, s.device, "source", keep_features=True)
+            results["source_val_accuracy"] = validation
+            self.dev_risk = deep_embedded_validation(training.features, validation.features, validation.losses,
+                                                     results["target_accuracy"].features)
+        return results
 
     def evaluate_and_record(self, train_means: dict[str, float], test_loaders: dict[str, DataLoader]) -> None:
         self.last = self.evaluate(test_loaders)
@@ -201,6 +217,8 @@ class Trainer:
                 self.best[metric] = {"accuracy": result.accuracy, "step": self.step}
             record[metric] = result.accuracy
             record[metric.replace("accuracy", "mean_class_accuracy")] = result.mean_class_accuracy
+        if self.dev_risk is not None:
+            record["dev_risk"] = self.dev_risk
         record.update({f"train/{key}": value for key, value in train_means.items()})
         record.update({f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups
                        if not group["name"].endswith("/no_decay")})
@@ -215,6 +233,8 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {}
         for metric, result in self.last.items():
+            if metric == "source_val_accuracy":
+                continue  # a selection signal, in metrics.jsonl; the summary reports the target
             summary[f"{metric}_last"] = result.accuracy
             summary[f"{metric}_best"] = self.best[metric]["accuracy"]
             summary[f"{metric}_best_step"] = self.best[metric]["step"]

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import default_loader
 
 from datasets.download import Archive, fetch
-from datasets.task import DomainAdaptationTask, check_domains
+from datasets.task import DomainAdaptationTask, check_domains, hold_out
 from datasets.transforms import ten_crop_transform, test_transform, train_transform
 from normda.errors import ConfigError, DataNotFoundError
 
@@ -131,8 +131,10 @@ class ImageListBenchmark:
             samples[letter], bad[self.domains[letter]] = self._domain_samples(root, letter, cfg)
         train = train_transform(cfg.image_size, cfg.mean, cfg.std)
         test = test_transform(cfg.image_size, cfg.mean, cfg.std)
+        kept, held = hold_out(len(samples[source]), cfg.get("source_val_fraction") or 0.0, seed=0)
         return DomainAdaptationTask(
-            source_train=ImageList(samples[source], train),
+            source_train=ImageList([samples[source][i] for i in kept], train),
+            source_val=ImageList([samples[source][i] for i in held], test) if held else None,
             target_train=ImageList(samples[target], train),
             target_test=ImageList(samples[target], test),
             classes=self.classes,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from normda.errors import ConfigError
 from normda.registry import Registry
@@ -31,13 +31,15 @@ class DomainAdaptationTask:
     target: str
     notes: dict = field(default_factory=dict)
     target_test_ten_crop: Dataset | None = None
+    source_val: Dataset | None = None  # labelled source held out of training (data.source_val_fraction)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def sizes(self) -> dict[str, int]:
-        return {name: len(getattr(self, name)) for name in ("source_train", "target_train", "target_test")}
+        parts = ("source_train", "target_train", "target_test") + (("source_val",) if self.source_val else ())
+        return {name: len(getattr(self, name)) for name in parts}
 
     def train_loaders(self, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
         """Shuffled source and target loaders of ``batch_size`` samples each, dropping incomplete batches (TLlib)."""
@@ -53,6 +55,22 @@ class DomainAdaptationTask:
             raise ConfigError("trainer.ten_crop=true needs a dataset of image files (office31, ...); this one has no "
                               "10-crop test: set trainer.ten_crop=false")
         return _loader(self.target_test_ten_crop, "target test", max(batch_size // 10, 1), num_workers, False, 0)
+
+
+    def source_val_loader(self, batch_size: int, num_workers: int) -> DataLoader:
+        return _loader(self.source_val, "source validation", batch_size, num_workers, shuffle=False, seed=0)
+
+    def source_sample_loader(self, batch_size: int, num_workers: int, size: int = 1000) -> DataLoader:
+        """At most ``size`` source training samples (a fixed draw), for the domain classifier of DEV."""
+        indices = hold_out(len(self.source_train), 1.0 - min(size / len(self.source_train), 1.0), seed=0)[0]
+        return _loader(Subset(self.source_train, indices), "source sample", batch_size, num_workers, False, 0)
+
+
+def hold_out(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A fixed random split of ``range(count)``: (kept, held-out ``fraction``)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+    held = round(count * fraction)
+    return sorted(order[held:]), sorted(order[:held])
 
 
 def _loader(dataset: Dataset, name: str, batch_size: int, num_workers: int, shuffle: bool, seed: int) -> DataLoader:
@@ -96,5 +114,15 @@ def check_domains(cfg: Any, domains: Mapping[str, str]) -> tuple[str, str]:
 
 
 def build(cfg: Any) -> DomainAdaptationTask:
-    """Build the task that ``cfg.name`` names, from the whole ``data`` config node."""
-    return DATASETS.get(cfg.name)(cfg)
+    """Build the task that ``cfg.name`` names, from the whole ``data`` config node. With
+    ``data.source_val_fraction`` > 0, that part of the source is held out of training as a labelled validation set
+    (for model selection without target labels), unless the dataset held it out itself (with its test transform)."""
+    task = DATASETS.get(cfg.name)(cfg)
+    fraction = cfg.get("source_val_fraction") or 0.0
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"data.source_val_fraction={fraction}: give a fraction in [0, 1)")
+    if fraction and task.source_val is None:
+        kept, held = hold_out(len(task.source_train), fraction, seed=0)
+        task.source_val = Subset(task.source_train, held)
+        task.source_train = Subset(task.source_train, kept)
+    return task

@@ -13,20 +13,23 @@ from normalization import NORMALIZATIONS
 
 #: groups chosen by interpolation of the protocol's and the method's or dataset's choices, never on the command line
 SPECIALIZATIONS = ("protocol_method", "protocol_data")
+#: groups that are not in the defaults list: added with +group=option
+ADDED = ("transnorm_ablation",)
 GROUPS = sorted(path.name for path in CONF.iterdir()
-                if path.is_dir() and path.name not in ("local", *SPECIALIZATIONS))
+                if path.is_dir() and path.name not in ("local", "hydra", *SPECIALIZATIONS))
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 #: options that need a value no default can give
 REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"]}
 
 
 def test_every_group_is_present():
-    assert GROUPS == ["backbone", "data", "logger", "method", "norm", "protocol"]
+    assert GROUPS == ["backbone", "data", "experiment", "logger", "method", "norm", "protocol", "transnorm_ablation"]
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_resolves(group, option, tmp_path):
-    cfg = compose_config([f"{group}={option}", *REQUIRED.get((group, option), [])], hydra_node=True)
+    prefix = "+" if group in ADDED else ""
+    cfg = compose_config([f"{prefix}{group}={option}", *REQUIRED.get((group, option), [])], hydra_node=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
     HydraConfig.instance().set_config(cfg)

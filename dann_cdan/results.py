@@ -1,0 +1,229 @@
+"""From run folders to paper-style tables: load runs, select a checkpoint by a rule, aggregate seeds, and format.
+
+A run folder (or a W&B run) gives its config and one metrics line per evaluation. Its table row is
+``method_label / norm_label``: the method's name (``cdan_e`` for CDAN with entropy conditioning), and the
+normalization's name followed by the options that differ from its ``conf/norm/<name>.yaml`` (``transnorm[alpha=one]``);
+its column is the task ``A->W``. The checkpoint is chosen when the table is built, by one of :data:`SELECTIONS`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PAPER_TABLES = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
+
+
+def _pick(records: list[dict], key: str, better: Callable[[float, float], bool]) -> dict | None:
+    chosen = None
+    for record in records:
+        if key in record and (chosen is None or better(record[key], chosen[key])):
+            chosen = record
+    return chosen
+
+
+#: selection rule -> (description, function from a run's metrics lines to the chosen line)
+SELECTIONS: dict[str, tuple[str, Callable[[list[dict]], dict | None]]] = {
+    "last": ("the last evaluation", lambda records: records[-1] if records else None),
+    "best": ("the best of all evaluations on the target test set: the papers' protocol, which selects with the "
+             "target labels", lambda records: _pick(records, "target_accuracy", lambda new, old: new > old)),
+    "source_val": ("the evaluation with the best accuracy on held-out source data (no target labels)",
+                   lambda records: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
+    "dev": ("the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target "
+            "labels)", lambda records: _pick(records, "dev_risk", lambda new, old: new < old)),
+}
+
+
+@dataclass
+class Run:
+    """One run: its config, its metrics lines, and how it ended (``done``, ``failed`` with a reason, or
+    ``incomplete``: still running, or stopped without a word)."""
+
+    name: str
+    config: dict
+    metrics: list[dict]
+    status: str
+    reason: str = ""
+    labels: dict = field(default_factory=dict)
+
+
+def load_run(path: Path) -> Run:
+    config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
+    metrics_file = path / "metrics.jsonl"
+    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
+        if metrics_file.exists() else []
+    if (path / "done").exists():
+        status, reason = "done", ""
+    elif (path / "failed").exists():
+        status, reason = "failed", (path / "failed").read_text().strip()
+    else:
+        status, reason = "incomplete", "no done marker: still running, or stopped without recording why"
+    return Run(path.name, config, metrics, status, reason)
+
+
+def find_runs(paths: Iterable[Path]) -> list[Run]:
+    """Every run folder (holding a ``config.yaml``) at or below ``paths``."""
+    folders = sorted({config.parent for path in paths for config in Path(path).rglob("config.yaml")
+                      if ".hydra" not in config.parts})
+    return [load_run(folder) for folder in folders]
+
+
+def _norm_defaults(name: str) -> dict:
+    path = CONF / "norm" / f"{name}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
+
+
+def row_labels(config: dict) -> dict[str, Any]:
+    """The labels a run's cells are grouped by."""
+    method = config["method"]
+    method_label = "cdan_e" if method["name"] == "cdan" and method.get("entropy") else method["name"]
+    norm = config["norm"]
+    defaults = _norm_defaults(norm["name"])
+    changed = [f"{key}={value}" for key, value in norm.items()
+               if key not in ("name", "exclude") and not key.startswith("_") and key in defaults
+               and "${" not in str(defaults[key]) and value != defaults[key]]
+    norm_label = norm["name"] + (f"[{','.join(changed)}]" if changed else "")
+    data = config["data"]
+    return {
+        "experiment": (config.get("experiment") or {}).get("name", ""),
+        "dataset": data["name"],
+        "backbone": config["backbone"].get("model") or config["backbone"]["name"],
+        "method_label": method_label,
+        "norm_label": norm_label,
+        "task_label": f"{data['source']}->{data['target']}",
+        "seed": config["seed"],
+    }
+
+
+def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy") -> pd.DataFrame:
+    """One line per run: its labels, status, and ``metric`` at the checkpoint ``selection`` picks (NaN when the
+    run has no such checkpoint: not finished, or no source validation set for ``source_val``/``dev``)."""
+    describe, choose = SELECTIONS[selection]
+    rows = []
+    for run in runs:
+        chosen = choose(run.metrics) if run.status == "done" else None
+        value = chosen.get(metric, np.nan) if chosen else np.nan
+        rows.append({**row_labels(run.config), "run": run.name, "status": run.status, "reason": run.reason,
+                     "step": chosen["step"] if chosen else np.nan, "accuracy": value})
+    return pd.DataFrame(rows)
+
+
+def read_paper(experiment: str, path: Path = PAPER_TABLES) -> pd.DataFrame:
+    """The papers' numbers for a preset: columns method_label, norm_label, task_label, accuracy."""
+    if not experiment or not path.exists():
+        return pd.DataFrame(columns=["method_label", "norm_label", "task_label", "accuracy"])
+    table = pd.read_csv(path, dtype={"table": str}, keep_default_na=False)
+    return table[table["experiment"] == experiment][["method_label", "norm_label", "task_label", "accuracy"]]
+
+
+@dataclass
+class Table:
+    """Per row and task: our mean, std and number of finished seeds, the paper's number and the difference."""
+
+    cells: pd.DataFrame  # tidy: method_label, norm_label, task_label, mean, std, seeds, paper, difference
+    rows: list[tuple[str, str]]
+    tasks: list[str]
+    problems: pd.DataFrame  # runs that are failed or incomplete
+    selection: str
+    metric: str
+
+    def cell_text(self, row: tuple[str, str], task: str) -> str:
+        found = self.cells[(self.cells.method_label == row[0]) & (self.cells.norm_label == row[1])
+                           & (self.cells.task_label == task)]
+        if found.empty:
+            return ""
+        cell = found.iloc[0]
+        if cell.seeds == 0 or np.isnan(cell["mean"]):
+            ours = "–"
+        elif cell.seeds == 1 or np.isnan(cell["std"]):
+            ours = f"{cell['mean']:.1f}"
+        else:
+            ours = f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+        text = f"{ours} (n={int(cell.seeds)})"
+        if not np.isnan(cell.paper):
+            difference = "" if np.isnan(cell.difference) else f", {cell.difference:+.1f}"
+            text += f" [paper {cell.paper:.1f}{difference}]"
+        return text
+
+    def frame(self) -> pd.DataFrame:
+        """The table as text cells: one line per method/norm row, one column per task and Avg."""
+        return pd.DataFrame([[f"{method} / {norm}"] + [self.cell_text((method, norm), task) for task in self.tasks]
+                             for method, norm in self.rows], columns=["method / norm"] + self.tasks)
+
+    def caption(self) -> str:
+        return (f"{self.metric} (%), checkpoint: {SELECTIONS[self.selection][0]}. Cells: mean ± std over finished "
+                f"seeds (n), [the paper's number, our difference]; Avg over tasks when every task has a run.")
+
+    def markdown(self) -> str:
+        lines = [self.frame().to_markdown(index=False), "", self.caption()]
+        if not self.problems.empty:
+            lines += ["", "Runs missing from the table:"]
+            lines += [f"- {p.method_label} / {p.norm_label} / {p.task_label} / seed {p.seed}: {p.status} "
+                      f"({p.reason}) [{p.run}]" for p in self.problems.itertuples()]
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        return self.frame().style.hide(axis="index").to_latex(hrules=True, caption=self.caption())
+
+
+def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric: str) -> Table:
+    finished = frame[frame.status == "done"]
+    keys = ["method_label", "norm_label", "task_label"]
+    stats = (finished.groupby(keys)["accuracy"].agg(mean="mean", std="std", seeds="count").reset_index()
+             if not finished.empty else pd.DataFrame(columns=keys + ["mean", "std", "seeds"]))
+    tasks = list(dict.fromkeys([*(t for t in paper.task_label if t != "avg"), *sorted(frame.task_label.unique())]))
+    rows = list(dict.fromkeys([*zip(paper.method_label, paper.norm_label),
+                               *sorted(zip(frame.method_label, frame.norm_label))]))
+    grid = pd.DataFrame([(m, n, t) for m, n in rows for t in tasks], columns=keys).merge(stats, on=keys, how="left")
+    grid["seeds"] = grid["seeds"].fillna(0).astype(int)
+    averages = []
+    for method, norm in rows:
+        ours = grid[(grid.method_label == method) & (grid.norm_label == norm)]
+        complete = (ours.seeds > 0).all()
+        averages.append({"method_label": method, "norm_label": norm, "task_label": "Avg",
+                         "mean": ours["mean"].mean() if complete else np.nan, "std": np.nan,
+                         "seeds": int(ours.seeds.min()) if complete else 0})
+    grid = pd.concat([grid, pd.DataFrame(averages)], ignore_index=True)
+    numbers = paper.replace({"task_label": {"avg": "Avg"}}).rename(columns={"accuracy": "paper"})
+    grid = grid.merge(numbers, on=keys, how="left")
+    grid["paper"] = pd.to_numeric(grid["paper"], errors="coerce")
+    grid["difference"] = grid["mean"] - grid["paper"]
+    problems = frame[frame.status != "done"].sort_values(keys + ["seed"])
+    return Table(grid, rows, [*tasks, "Avg"], problems, selection, metric)
+
+
+def write_table(table: Table, folder: Path, name: str) -> list[Path]:
+    """``<name>.md``, ``<name>.tex`` and ``<name>.csv`` (tidy: one line per row and task) in ``folder``."""
+    from dann_cdan.run import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.md", folder / f"{name}.tex", folder / f"{name}.csv"]
+    atomic_write_text(paths[0], table.markdown())
+    atomic_write_text(paths[1], table.latex())
+    atomic_write_text(paths[2], table.cells.to_csv(index=False))
+    return paths
+
+
+def wandb_runs(path: str, api: Any = None) -> list[Run]:
+    """Runs of the W&B project ``entity/project`` through its public API (network and a login needed)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    keys = ["step", "target_accuracy", "target_accuracy_10crop", "target_mean_class_accuracy",
+            "source_val_accuracy", "dev_risk"]
+    runs = []
+    for remote in api.runs(path):
+        metrics = [{key: row[key] for key in keys if row.get(key) is not None} | {"step": row["_step"]}
+                   for row in remote.scan_history() if row.get("target_accuracy") is not None]
+        status = "done" if remote.state == "finished" else ("failed" if remote.state in ("failed", "crashed")
+                                                            else "incomplete")
+        runs.append(Run(remote.name, dict(remote.config), metrics, status, f"W&B state {remote.state}"
+                        if status != "done" else ""))
+    return runs

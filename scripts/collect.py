@@ -1,0 +1,53 @@
+"""Collect run folders into a paper-style table (Markdown, LaTeX, CSV), beside the paper's numbers.
+
+    python scripts/collect.py outputs/experiments/transnorm_table1                 # every run below the folder
+    python scripts/collect.py outputs/experiments/transnorm_table1 --selection dev --metric target_accuracy_10crop
+    python scripts/collect.py --wandb my-entity/normda --experiment transnorm_table1   # W&B instead (network)
+
+Rows are method / normalization, columns tasks and their average; each cell is the mean ± std over finished seeds,
+the number of seeds, and the paper's number with our difference. The checkpoint of each run is chosen here, not in
+training: ``last``, ``best`` (the papers' protocol: the best evaluation on the target test set, selecting with target
+labels), ``source_val`` (held-out source accuracy) or ``dev`` (Deep Embedded Validation). Failed and unfinished runs
+are listed under the table. Reads run folders only; W&B is optional.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dann_cdan.results import SELECTIONS, build_table, find_runs, read_paper, runs_frame, wandb_runs, write_table  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="*", type=Path, help="run folders, or folders holding them")
+    parser.add_argument("--selection", choices=sorted(SELECTIONS), default="best")
+    parser.add_argument("--metric", default="target_accuracy",
+                        help="target_accuracy, target_accuracy_10crop or target_mean_class_accuracy")
+    parser.add_argument("--experiment", help="the preset whose paper numbers to show (default: the runs' own)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B's public API instead")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "tables")
+    parser.add_argument("--name", help="file name of the tables (default: the experiment, or 'table')")
+    args = parser.parse_args(argv)
+
+    runs = wandb_runs(args.wandb) if args.wandb else find_runs(args.folders)
+    if not runs:
+        print(f"error: no run folder (with a config.yaml) under {', '.join(map(str, args.folders)) or 'nothing'}",
+              file=sys.stderr)
+        return 2
+    frame = runs_frame(runs, args.selection, args.metric)
+    experiment = args.experiment or next((name for name in frame.experiment if name), "")
+    table = build_table(frame, read_paper(experiment), args.selection, args.metric)
+    name = args.name or f"{experiment or 'table'}-{args.selection}"
+    paths = write_table(table, args.out, name)
+    print(table.markdown())
+    print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

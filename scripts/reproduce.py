@@ -1,0 +1,76 @@
+"""Reproduce a paper table: run its preset's sweep, then print the table beside the paper's numbers.
+
+    python scripts/reproduce.py transnorm_table1                              # every job, one after the other
+    python scripts/reproduce.py transnorm_table1 --launcher joblib --jobs 4   # four at a time on this machine
+    python scripts/reproduce.py transnorm_table1 --launcher slurm hydra.launcher.partition=gpu
+    python scripts/reproduce.py smoke                                         # a few minutes on a CPU
+    python scripts/reproduce.py transnorm_table1 data.root=/data/office31 trainer.iterations=500   # any override
+
+The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, methods, normalizations and seeds; its
+runs go to ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
+its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
+not stop the others: the table shows its gap and lists it with its reason. The tables (Markdown, LaTeX, CSV) are
+written to ``results/tables/<name>-<selection>.*`` for every selection rule; the one printed is ``--selection``.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dann_cdan.results import SELECTIONS, build_table, find_runs, read_paper, runs_frame, write_table  # noqa: E402
+
+LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/launcher=slurm"]}
+
+
+def presets() -> list[str]:
+    return sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", help=f"one of: {', '.join(presets())}")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (key=value)")
+    parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs at a time with --launcher joblib")
+    parser.add_argument("--output-dir", type=Path, help="where the runs go (default outputs/experiments/<preset>)")
+    parser.add_argument("--selection", choices=sorted(SELECTIONS), default="best", help="the table printed")
+    parser.add_argument("--tables", type=Path, default=ROOT / "results" / "tables")
+    parser.add_argument("--collect-only", action="store_true", help="build the tables from the runs there")
+    args = parser.parse_intermixed_args(argv)  # options and overrides in any order
+    if args.preset not in presets():
+        print(f"error: no preset {args.preset!r}: choose one of {', '.join(presets())}", file=sys.stderr)
+        return 2
+    output = (args.output_dir or Path("outputs") / "experiments" / args.preset).resolve()
+
+    if not args.collect_only:
+        command = [sys.executable, str(ROOT / "train.py"), f"experiment={args.preset}",
+                   f"trainer.output_dir={output}", "trainer.progress=false", *LAUNCHERS[args.launcher],
+                   *([f"hydra.launcher.n_jobs={args.jobs}"] if args.launcher == "joblib" else []), *args.overrides]
+        print("running: " + " ".join(command), flush=True)
+        if subprocess.run(command, cwd=ROOT).returncode:
+            print("some jobs failed; the table lists them", flush=True)
+
+    runs = find_runs([output])
+    if not runs:
+        print(f"error: no run folder in {output}", file=sys.stderr)
+        return 1
+    statuses = [run.status for run in runs]
+    print(f"{len(runs)} runs in {output}: " + ", ".join(f"{statuses.count(s)} {s}" for s in
+                                                        ("done", "failed", "incomplete") if s in statuses))
+    paper = read_paper(args.preset)
+    for selection in SELECTIONS:
+        table = build_table(runs_frame(runs, selection), paper, selection, "target_accuracy")
+        paths = write_table(table, args.tables, f"{args.preset}-{selection}")
+        if selection == args.selection:
+            print(table.markdown())
+            print("written: " + ", ".join(str(path) for path in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

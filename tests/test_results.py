@@ -1,0 +1,189 @@
+"""Tables from run folders (a golden file), the selection rules, DEV, the experiment presets, reproduce.py end to end,
+and the analysis figures."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from itertools import product
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONF, ROOT, compose_config
+from dann_cdan.analysis import a_distance, ideal_joint_error
+from dann_cdan.experiment import train
+from dann_cdan.results import SELECTIONS, Run, find_runs, read_paper, row_labels, runs_frame, wandb_runs
+from dann_cdan.validation import deep_embedded_validation, density_ratios, dev_risk
+
+GOLDEN = ROOT / "tests" / "data"
+
+
+def test_golden_table(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "collect.py"), str(GOLDEN / "golden_runs"),
+                             "--out", str(tmp_path), "--name", "golden"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "golden.md").read_text() == (GOLDEN / "golden_table.md").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "golden.tex").read_text()
+    tidy = (tmp_path / "golden.csv").read_text().splitlines()
+    assert tidy[0] == "method_label,norm_label,task_label,mean,std,seeds,paper,difference"
+
+
+@pytest.mark.parametrize("selection,expected", [("last", [82.0, 85.0]), ("best", [84.0, 85.0]),
+                                                ("source_val", [82.0, 81.0]), ("dev", [84.0, 81.0])])
+def test_selection_rules_on_hand_made_metrics(selection, expected):
+    runs = [run for run in find_runs([GOLDEN / "golden_runs"]) if run.name.startswith("dann-bn-A2W")]
+    frame = runs_frame(runs, selection).sort_values("seed")
+    # seed 0: targets 80/84/82, source val 90/92/92 (a tie: the later wins), DEV 0.9/0.7/0.8
+    # seed 1: targets 81/83/85, source val 91/90/89, DEV 0.6/0.8/0.9
+    assert frame.accuracy.tolist() == expected
+
+
+def test_selection_without_a_signal_is_a_gap():
+    run = Run("r", {}, [{"step": 1, "target_accuracy": 50.0}], "done")
+    assert SELECTIONS["dev"][1](run.metrics) is None and SELECTIONS["best"][1](run.metrics)["step"] == 1
+
+
+def test_row_labels():
+    base = {"seed": 3, "backbone": {"name": "timm", "model": "convnext_tiny"},
+            "data": {"name": "office31", "source": "A", "target": "W"}}
+    labels = row_labels({**base, "method": {"name": "cdan", "entropy": True},
+                         "norm": {"name": "transnorm", "alpha": "one", "exclude": ["x"], "test_stats": "target"}})
+    assert labels == {"experiment": "", "dataset": "office31", "backbone": "convnext_tiny", "method_label": "cdan_e",
+                      "norm_label": "transnorm[alpha=one]", "task_label": "A->W", "seed": 3}
+
+
+def test_paper_numbers_per_preset():
+    table1 = read_paper("transnorm_table1")
+    assert len(table1) == 35
+    row = table1[(table1.method_label == "cdan_e") & (table1.norm_label == "transnorm") & (table1.task_label == "avg")]
+    assert row.accuracy.item() == 89.3
+    assert set(read_paper("bgn_table7").method_label) == {"cdan_e"}
+
+
+def test_wandb_runs_through_a_fake_api(tmp_path):
+    class Remote:
+        name, state = "remote-1", "finished"
+        config = OmegaConf.to_container(OmegaConf.load(next((GOLDEN / "golden_runs").glob("dann-bn-A2W-s0"))
+                                                       / "config.yaml"))
+
+        def scan_history(self):
+            return [{"_step": 500, "target_accuracy": 70.0}, {"_step": 600, "train/loss": 1.0},
+                    {"_step": 1000, "target_accuracy": 75.0, "dev_risk": 0.2}]
+
+    class Api:
+        def runs(self, path):
+            assert path == "me/normda"
+            return [Remote()]
+
+    [run] = wandb_runs("me/normda", api=Api())
+    assert run.status == "done" and [m["step"] for m in run.metrics] == [500, 1000]
+    assert runs_frame([run], "dev").accuracy.item() == 75.0
+
+
+# -- DEV ---------------------------------------------------------------------------------------------------------------
+
+def test_dev_risk_by_hand():
+    losses = np.array([1.0, 2.0, 3.0, 4.0])
+    assert dev_risk(np.ones(4), losses) == pytest.approx(losses.mean())  # w = 1: the plain validation loss
+    weights = np.array([0.5, 1.0, 1.5, 1.0])
+    weighted = weights * losses
+    eta = -np.cov(weighted, weights, ddof=1)[0, 1] / np.var(weights, ddof=1)
+    assert dev_risk(weights, losses) == pytest.approx(weighted.mean() + eta * weights.mean() - eta)
+
+
+def test_density_ratios():
+    rng = np.random.default_rng(0)
+    same = density_ratios(rng.normal(size=(400, 3)), rng.normal(size=(400, 3)), rng.normal(size=(50, 3)))
+    assert abs(np.median(same) - 1.0) < 0.2
+    shifted = density_ratios(rng.normal(size=(400, 1)), rng.normal(2.0, size=(400, 1)), np.array([[-2.0], [3.0]]))
+    assert shifted[0] < 0.1 < 10 < shifted[1]  # far from the target: small ratio; deep in it: large
+    risk = deep_embedded_validation(torch.randn(200, 4), torch.randn(50, 4), torch.rand(50), torch.randn(200, 4))
+    assert math.isfinite(risk)
+
+
+def test_runs_record_source_validation_and_dev(make_config, tmp_path):
+    train(make_config("data.source_val_fraction=0.25", "trainer.iterations=4", "trainer.eval_every=2"),
+          tmp_path / "run")
+    [run] = find_runs([tmp_path])
+    assert all({"source_val_accuracy", "dev_risk"} <= set(record) for record in run.metrics)
+    assert run.config["data"]["source_val_fraction"] == 0.25
+
+
+# -- presets -----------------------------------------------------------------------------------------------------------
+
+JOBS = {"transnorm_table1": 108, "transnorm_table2": 108, "transnorm_table3": 216, "transnorm_table4_mdd": 36,
+        "transnorm_table4_inception": 72, "transnorm_table4_digits": 12, "transnorm_table4_visda": 12,
+        "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162, "bgn_table7": 90, "smoke": 8}
+
+
+@pytest.mark.parametrize("preset", sorted(JOBS))
+def test_preset_composes_expands_and_covers_the_papers_rows(preset):
+    params = OmegaConf.load(CONF / "experiment" / f"{preset}.yaml").hydra.sweeper.params
+    values = {key: str(value).split(",") for key, value in params.items()}
+    assert math.prod(len(v) for v in values.values()) == JOBS[preset]
+    first = {key: v[0] for key, v in values.items()}
+    rows = set()
+    for key, options in values.items():  # every value of every swept key, the others at their first value
+        for option in options:
+            job = {**first, key: option}
+            cfg = compose_config([f"experiment={preset}"] + [f"{k}={v}" for k, v in job.items()])
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            assert resolved["experiment"]["name"] == preset
+    for combination in product(*(values[k] for k in values if k in ("method", "norm", "+transnorm_ablation"))):
+        keys = [k for k in values if k in ("method", "norm", "+transnorm_ablation")]
+        cfg = compose_config([f"experiment={preset}"] + [f"{k}={v}" for k, v in zip(keys, combination)])
+        labels = row_labels(OmegaConf.to_container(cfg, resolve=True))
+        rows.add((labels["method_label"], labels["norm_label"]))
+    paper = read_paper(preset)
+    assert set(zip(paper.method_label, paper.norm_label)) <= rows
+
+
+def test_slurm_and_joblib_launchers_compose():
+    slurm = compose_config(["hydra/launcher=slurm"], hydra_node=True)
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.gpus_per_node == 1
+    joblib = compose_config(["hydra/launcher=joblib"], hydra_node=True)
+    assert joblib.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_reproduce_end_to_end_with_failing_jobs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "smoke", "--output-dir", str(tmp_path / "runs"),
+         "--tables", str(tmp_path / "tables"), "logger=none", "seed=0", "norm=bn,in", "norm.exclude=[]",
+         "trainer.iterations=4", "trainer.eval_every=2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "4 runs in" in result.stdout and "2 done, 2 failed" in result.stdout
+    assert "source_only / in / M->U / seed 0: failed (norm=in cannot replace backbone.14" in result.stdout
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == {
+        f"smoke-{selection}.{suffix}" for selection in SELECTIONS for suffix in ("md", "tex", "csv")}
+    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "smoke", "--collect-only",
+                            "--output-dir", str(tmp_path / "runs"), "--tables", str(tmp_path / "tables")],
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "2 done, 2 failed" in again.stdout
+    unknown = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "table9"], capture_output=True,
+                             text=True)
+    assert unknown.returncode == 2 and "no preset 'table9': choose one of bgn_table7" in unknown.stderr
+
+
+# -- analysis ----------------------------------------------------------------------------------------------------------
+
+def test_a_distance_and_ideal_joint_error():
+    rng = np.random.default_rng(0)
+    same = a_distance(rng.normal(size=(300, 4)), rng.normal(size=(300, 4)))
+    apart = a_distance(rng.normal(size=(300, 4)), rng.normal(5.0, size=(300, 4)))
+    assert same < 0.4 and apart > 1.9
+    features = np.concatenate([rng.normal(size=(100, 2)), rng.normal(6.0, size=(100, 2))])
+    labels = np.repeat([0, 1], 100)
+    assert ideal_joint_error(features, labels, features + 0.1, labels) < 0.02
+
+
+def test_plots_render_from_a_tiny_run(make_config, tmp_path):
+    train(make_config("norm=transnorm", "trainer.iterations=4", "trainer.eval_every=2"), tmp_path / "run")
+    for figure in ("convergence", "tsne", "adistance", "alpha"):
+        out = tmp_path / f"{figure}.png"
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "plots.py"), figure, str(tmp_path / "run"),
+                                 "--out", str(out), "--limit", "32"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
