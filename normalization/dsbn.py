@@ -4,7 +4,8 @@ Each domain has its own gamma/beta and running statistics (two ``nn.BatchNorm`` 
 both initialised from the pretrained BatchNorm). In training, the source part of the batch goes through the source
 branch and the target part through the target branch; an empty part is skipped. Evaluation uses the target branch
 (``norm.test_stats=source`` for the source one). The official code runs one forward per domain; splitting one
-concatenated forward is the same computation, since BatchNorm is the only layer that mixes samples.
+concatenated forward is the same computation, since BatchNorm is the only layer that mixes samples; here both parts
+are normalised into one output by ``split_batch_norm``.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from normalization.domain import DomainAwareNorm, check_domain
 from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
+from normalization.split_batchnorm import split_batch_norm
 from normda.errors import BatchTooSmallError
 
 
@@ -38,18 +40,32 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return getattr(self, self.eval_domain)(x)
-        n_source, _ = self.split_sizes(x.shape[0])
-        outputs = []
-        for domain, part in (("source", x[:n_source]), ("target", x[n_source:])):
-            if part.shape[0] == 0:
-                continue
-            if part.numel() // self.num_features < 2:
-                raise BatchTooSmallError(
-                    f"DomainSpecificBatchNorm at {layer_label(self)} got 1 value per channel in the {domain} part of "
-                    f"the batch (shape {tuple(part.shape)}): give each domain at least 2 samples (data.batch_size)"
-                )
-            outputs.append(getattr(self, domain)(part))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
+        n_source, n_target = self.split_sizes(x.shape[0])
+        momentum = {}
+        for domain, size in (("source", n_source), ("target", n_target)):
+            if size:
+                self._check_batch(x.shape, size, domain)
+                momentum[domain] = self._update_factor(getattr(self, domain))
+        branches = {domain: getattr(self, domain) for domain in ("source", "target")}
+        return split_batch_norm(x, n_source, {d: (bn.weight, bn.bias) for d, bn in branches.items()},
+                                {d: (bn.running_mean, bn.running_var) for d, bn in branches.items()},
+                                {d: momentum.get(d, 0.0) for d in branches}, branches["source"].eps)
+
+    @staticmethod
+    def _update_factor(branch: _BatchNorm) -> float:
+        """Count the batch in ``branch`` and return its running-average weight, as ``nn.BatchNorm`` does."""
+        if branch.track_running_stats:
+            branch.num_batches_tracked.add_(1)
+            if branch.momentum is None:
+                return 1.0 / float(branch.num_batches_tracked)
+        return 0.0 if branch.momentum is None else branch.momentum
+
+    def _check_batch(self, shape: torch.Size, size: int, domain: str) -> None:
+        if size * shape[2:].numel() < 2:
+            raise BatchTooSmallError(
+                f"DomainSpecificBatchNorm at {layer_label(self)} got 1 value per channel in the {domain} part of "
+                f"the batch ({size} of {tuple(shape)}): give each domain at least 2 samples (data.batch_size)"
+            )
 
 
 @register("dsbn")

@@ -33,6 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from normalization.domain import DomainAwareNorm, check_domain, copy_running_stats
 from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
+from normalization.split_batchnorm import split_batch_norm
 from normda.errors import BatchTooSmallError, ConfigError
 
 
@@ -129,24 +130,27 @@ class _TransNorm(DomainAwareNorm, nn.Module):
     def running_stats(self, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"running_mean_{domain}"), getattr(self, f"running_var_{domain}")
 
-    def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
-        return (0, *range(2, x.dim()))
-
-    def _alpha_shape(self, x: torch.Tensor) -> tuple[int, ...]:
-        return (1, self.num_features) + (1,) * (x.dim() - 2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in self._input_dims:
             raise ValueError(f"{type(self).__name__} expects {' or '.join(map(str, self._input_dims))}-D input, "
                              f"got {x.dim()}-D")
-        z, statistics = self._train_forward(x) if self.training else self._eval_forward(x)
+        if self.training:
+            return self._train_forward(x)
+        scale = self._channel_scale(self.running_stats("source") + self.running_stats("target"))
+        weight, bias = self.weight, self.bias
+        if scale is not None:  # (1 + alpha) gamma and (1 + alpha) beta: one pass over x
+            weight = scale if weight is None else weight * scale
+            bias = None if bias is None else bias * scale
+        return F.batch_norm(x, *self.running_stats(self.eval_domain), weight, bias, training=False, eps=self.eps)
+
+    def _channel_scale(self, statistics: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """``1 + alpha`` (Eq. 7) from ``(mean_s, var_s, mean_t, var_t)``; 2 for ``alpha=one``; None for ``none``."""
         if self.alpha == "none":
-            return z
+            return None
         if self.alpha == "one":
-            return 2.0 * z
+            return statistics[0].new_full((self.num_features,), 2.0)
         with torch.no_grad():
-            alpha = transferability_alpha(*statistics, self.eps, self.distance, self.probability)
-        return z * (1.0 + alpha).view(self._alpha_shape(x))
+            return 1.0 + transferability_alpha(*statistics, self.eps, self.distance, self.probability)
 
     def _update_factor(self) -> float:
         """The weight of the new batch in the running averages (BatchNorm's convention; None = cumulative)."""
@@ -155,39 +159,33 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             return 1.0 / float(self.num_batches_tracked)
         return self.momentum
 
-    def _train_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Normalise each domain with its own batch statistics; return z and (mean_s, var_s, mean_t, var_t) of the raw
-        input (unbiased variances; the running buffers of an absent domain)."""
+    def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise each domain with its own batch statistics (Eq. 3) and scale by ``1 + alpha`` from the raw input's
+        statistics (unbiased variances; the running buffers of an absent domain)."""
         n_source, n_target = self.split_sizes(x.shape[0])
-        factor = self._update_factor()
-        outputs, statistics = [], {}
-        for domain, part in (("source", x[:n_source]), ("target", x[n_source:])):
-            if part.shape[0] == 0:
-                running_mean, running_var = self.running_stats(domain)
-                statistics[domain] = (running_mean.detach().clone(), running_var.detach().clone())
-                continue
-            self._check_batch(part, domain)
-            with torch.no_grad():
-                var, mean = torch.var_mean(part, dim=self._reduce_dims(part), correction=1)
-            statistics[domain] = (mean, var)
-            running_mean, running_var = self.running_stats(domain)
-            outputs.append(F.batch_norm(part, running_mean, running_var, self.weight, self.bias,
-                                        training=True, momentum=factor, eps=self.eps))
-        z = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
-        return z, (*statistics["source"], *statistics["target"])
+        for domain, size in (("source", n_source), ("target", n_target)):
+            if size:
+                self._check_batch(x.shape, size, domain)
 
-    def _eval_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        running_mean, running_var = self.running_stats(self.eval_domain)
-        z = F.batch_norm(x, running_mean, running_var, self.weight, self.bias, training=False, eps=self.eps)
-        return z, (*self.running_stats("source"), *self.running_stats("target"))
+        def channel_scale(statistics: dict) -> torch.Tensor | None:
+            means_and_vars = []
+            for domain in ("source", "target"):
+                mean, var = statistics[domain] if domain in statistics else self.running_stats(domain)
+                means_and_vars += [mean, var]
+            return self._channel_scale(tuple(means_and_vars))
 
-    def _check_batch(self, part: torch.Tensor, domain: str) -> None:
-        values_per_channel = part.numel() // self.num_features
+        affine = (self.weight, self.bias)
+        return split_batch_norm(x, n_source, {"source": affine, "target": affine},
+                                {domain: self.running_stats(domain) for domain in ("source", "target")},
+                                self._update_factor(), self.eps, channel_scale)
+
+    def _check_batch(self, shape: torch.Size, size: int, domain: str) -> None:
+        values_per_channel = size * shape[2:].numel()
         if values_per_channel < 2:
             raise BatchTooSmallError(
                 f"{type(self).__name__}({self.num_features}) at {layer_label(self)} got {values_per_channel} value "
                 f"per channel in the "
-                f"{domain} part of the batch (shape {tuple(part.shape)}): give each domain at least 2 samples "
+                f"{domain} part of the batch ({size} of {tuple(shape)}): give each domain at least 2 samples "
                 f"(raise data.batch_size)"
             )
 

@@ -1,0 +1,141 @@
+"""Batch normalization of the source and target parts of one batch, each by its own statistics, in one output tensor.
+
+``split_batch_norm`` computes, for the parts ``x_d = x[rows_d]`` of a concatenated batch ``[x_s; x_t]``,
+
+    y_d = s * (gamma_d * (x_d - mu_d) / sqrt(var_d + eps) + beta_d)
+
+with ``mu_d, var_d`` the batch mean and biased variance of ``x_d`` over every axis but the channel, the running
+statistics of domain ``d`` updated as ``F.batch_norm`` does, and ``s`` an optional per-channel scale computed from
+the batch statistics and treated as a constant (TransNorm's ``1 + alpha``, Eq. 7 of Wang et al., 2019).
+
+This is exactly ``torch.cat([F.batch_norm(x_s, ...), F.batch_norm(x_t, ...)]) * s``, computed in the passes over the
+activations that BatchNorm itself makes: ATen's ``batch_norm_update_stats`` gives each part's moments, ``s`` comes from
+them, and the eval-mode ``native_batch_norm`` kernel normalises each part with its moments and the affine
+``(s gamma_d, s beta_d)`` straight into its rows of one output (no concatenation, no pass to apply ``s``). The backward
+pass is ATen's ``native_batch_norm_backward`` with ``s gamma_d`` as the weight. ``torch.compile`` traces the plain
+formulation instead (``reference_split_batch_norm``), which Inductor fuses by itself.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+#: maps ``{domain: (batch mean, unbiased batch variance)}`` of the parts present to a per-channel scale, or None.
+ChannelScale = Callable[[dict], Optional[torch.Tensor]]
+
+_aten = torch.ops.aten
+
+
+def _statistics_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype ATen's batch norm keeps its statistics in (float32 for float16/bfloat16 input)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def batch_moments(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance over every axis but dim 1, in float32 for float16/bfloat16 input."""
+    return torch.batch_norm_update_stats(part.to(_statistics_dtype(part)), None, None, 0.0)
+
+
+def _per_domain(momentum: float | dict) -> dict:
+    return momentum if isinstance(momentum, dict) else {"source": momentum, "target": momentum}
+
+
+def _channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.view((1, -1) + (1,) * (x.dim() - 2))
+
+
+class _SplitBatchNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight_source, bias_source, weight_target, bias_target, n_source, running, momentum, eps,
+                channel_scale):
+        parts = [part for part in ((0, "source", 0, n_source, weight_source, bias_source),
+                                   (1, "target", n_source, x.shape[0], weight_target, bias_target))
+                 if part[3] > part[2]]
+        moments = {}
+        for _, domain, start, stop, _, _ in parts:
+            part = x[start:stop]
+            count = part.numel() // part.shape[1]
+            mean, var = batch_moments(part)
+            moments[domain] = (mean, var, var * (count / (count - 1)))
+        scale = channel_scale({d: (m[0], m[2]) for d, m in moments.items()}) if channel_scale is not None else None
+        out = torch.empty_like(x)
+        empty = x.new_empty(0, dtype=_statistics_dtype(x))
+        saved = []
+        for _, domain, start, stop, weight, bias in parts:
+            mean, var, unbiased = moments[domain]
+            if scale is not None:
+                weight = scale if weight is None else weight * scale
+                bias = None if bias is None else bias * scale
+            _aten.native_batch_norm.out(x[start:stop], weight, bias, mean, var, False, 0.0, eps, out=out[start:stop],
+                                        save_mean=empty, save_invstd=empty.clone())
+            running_mean, running_var = running[domain]
+            if running_mean is not None:
+                running_mean.lerp_(mean.to(running_mean.dtype), momentum[domain])
+                running_var.lerp_(unbiased.to(running_var.dtype), momentum[domain])
+            saved += [mean, torch.rsqrt(var + eps)]
+        ctx.parts = [(index, start, stop) for index, _, start, stop, _, _ in parts]
+        ctx.weights_present = [weight_source is not None, weight_target is not None]
+        ctx.eps, ctx.scale = eps, scale
+        ctx.save_for_backward(x, weight_source, weight_target, *saved)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        x, weight_source, weight_target, *saved = ctx.saved_tensors
+        scale = ctx.scale
+        grads_x, grads_affine = [], [None, None, None, None]
+        for index, (domain, start, stop) in enumerate(ctx.parts):
+            weight = (weight_source, weight_target)[domain]
+            has_affine = ctx.weights_present[domain]
+            if scale is not None:
+                weight = weight * scale if has_affine else scale
+            grad_part, grad_weight, grad_bias = _aten.native_batch_norm_backward(
+                grad_out[start:stop], x[start:stop], weight, None, None, saved[2 * index], saved[2 * index + 1],
+                True, ctx.eps, [ctx.needs_input_grad[0], has_affine, has_affine])
+            grads_x.append(grad_part)
+            if has_affine:
+                if scale is not None:
+                    grad_weight, grad_bias = grad_weight * scale, grad_bias * scale
+                grads_affine[2 * domain: 2 * domain + 2] = grad_weight, grad_bias
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grads_x[0] if len(grads_x) == 1 else torch.cat(grads_x)
+        return grad_x, *grads_affine, None, None, None, None, None
+
+
+def split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict, momentum: float | dict,
+                     eps: float, channel_scale: ChannelScale | None = None) -> torch.Tensor:
+    """Normalise ``x[:n_source]`` (source) and ``x[n_source:]`` (target) by their own batch statistics.
+
+    ``affine[domain] = (gamma, beta)`` (the same tensors for a shared affine, or None); ``running[domain] =
+    (running_mean, running_var)`` (or None), updated in place with ``momentum`` (one float, or one per domain). An
+    empty part is skipped. ``channel_scale`` receives ``{domain: (mean, unbiased variance)}`` of the parts present and
+    returns the per-channel scale ``s``.
+    """
+    if torch.compiler.is_compiling():
+        return reference_split_batch_norm(x, n_source, affine, running, momentum, eps, channel_scale)
+    return _SplitBatchNorm.apply(x, *affine["source"], *affine["target"], n_source, running, _per_domain(momentum),
+                                 eps, channel_scale)
+
+
+def reference_split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict, momentum: float | dict,
+                               eps: float, channel_scale: ChannelScale | None = None) -> torch.Tensor:
+    """:func:`split_batch_norm` written with ``F.batch_norm``, ``torch.var_mean`` and ``torch.cat``."""
+    momentum = _per_domain(momentum)
+    outputs, statistics = [], {}
+    for domain, part in (("source", x[:n_source]), ("target", x[n_source:])):
+        if part.shape[0] == 0:
+            continue
+        with torch.no_grad():
+            var, mean = torch.var_mean(part.float() if part.dtype in (torch.float16, torch.bfloat16) else part,
+                                       dim=(0, *range(2, part.dim())), correction=1)
+        statistics[domain] = (mean, var)
+        outputs.append(F.batch_norm(part, *running[domain], *affine[domain], training=True,
+                                    momentum=momentum[domain], eps=eps))
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
+    scale = channel_scale(statistics) if channel_scale is not None else None
+    return out if scale is None else out * _channel_view(scale, x).to(out.dtype)
