@@ -58,7 +58,8 @@ def domain_features(model: nn.Module, task, limit: int = 500, batch_size: int = 
     parts = []
     for dataset, domain in ((task.source_train, "source"), (task.target_test, None)):
         loader = DataLoader(_subset(dataset, limit), batch_size=batch_size)
-        result = evaluate(model, loader, task.num_classes, torch.device("cpu"), domain, keep_features=True)
+        result = evaluate(model, loader, task.num_classes, torch.device("cpu"), domain,
+                          keep_features=len(loader.dataset))
         parts += [result.features.numpy(), result.labels.numpy()]
     return tuple(parts)
 

@@ -1,6 +1,7 @@
 """Accuracy on a labelled set, streamed batch by batch into a confusion matrix."""
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dann_cdan.acceleration import Acceleration
 from normalization import evaluation_domain
 
 
@@ -18,9 +20,9 @@ class Evaluation:
     mean_class_accuracy: float  # % averaged over classes (VisDA's "mean")
     per_class_accuracy: list[float]
     samples: int
-    features: torch.Tensor | None = None  # (N, D) bottleneck features on the CPU, when asked for
-    losses: torch.Tensor | None = None  # (N,) cross-entropy of each sample, when asked for
-    labels: torch.Tensor | None = None  # (N,) their labels, when asked for
+    features: torch.Tensor | None = None  # (K, D) bottleneck features of K kept samples, on the CPU, when asked for
+    losses: torch.Tensor | None = None  # (K,) their cross-entropy, when asked for
+    labels: torch.Tensor | None = None  # (K,) their labels, when asked for
 
 
 def accuracy_from_confusion(confusion: torch.Tensor) -> Evaluation:
@@ -52,27 +54,36 @@ def _features_and_losses(model: nn.Module, images: torch.Tensor, labels: torch.T
 
 
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             domain: str | None = None, keep_features: bool = False) -> Evaluation:
+             domain: str | None = None, keep_features: int = 0, acceleration: Acceleration | None = None
+             ) -> Evaluation:
     """Evaluate ``model`` (returning ``(logits, features)``) in eval mode on single images or crops, streaming the
     set into a confusion matrix; domain-aware layers use ``domain``'s statistics, or their own setting when it is
-    None. ``keep_features`` (single images only) also returns every sample's features, loss and label. The model's
-    train/eval mode is restored afterwards."""
+    None. ``keep_features`` (single images only) also returns the features, loss and label of at most that many
+    samples, every k-th of the set in loader order (so a class-sorted list keeps every class); memory stays bounded
+    however large the set. ``acceleration`` applies the run's autocast and memory format. The model's train/eval
+    mode is restored afterwards."""
+    acceleration = acceleration or Acceleration(device)
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    stride = max(1, math.ceil(len(loader.dataset) / keep_features)) if keep_features else 0
     features, losses, kept_labels = [], [], []
+    seen = 0
     try:
         with torch.inference_mode(), evaluation_domain(model, domain) if domain else nullcontext():
             for images, labels in loader:
-                images = images.to(device, non_blocking=True)
+                images = acceleration.inputs(images)
                 labels = labels.to(device, non_blocking=True)
-                if keep_features:
-                    predictions, batch_features, batch_losses = _features_and_losses(model, images, labels)
-                    features.append(batch_features.float().cpu())
-                    losses.append(batch_losses.float().cpu())
-                    kept_labels.append(labels.cpu())
-                else:
-                    predictions = predict(model, images)
+                with acceleration.autocast():
+                    if keep_features:
+                        predictions, batch_features, batch_losses = _features_and_losses(model, images, labels)
+                        kept = torch.arange(-seen % stride, len(labels), stride, device=device)
+                        features.append(batch_features[kept].float().cpu())
+                        losses.append(batch_losses[kept].float().cpu())
+                        kept_labels.append(labels[kept].cpu())
+                    else:
+                        predictions = predict(model, images)
+                seen += len(labels)
                 confusion += torch.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
     finally:
         model.train(was_training)

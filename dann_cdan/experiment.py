@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import datasets
 import normalization
+from dann_cdan.acceleration import Acceleration
 from dann_cdan.backbones import build_backbone
 from dann_cdan.loggers import build_logger
 from dann_cdan.method import build_method
@@ -113,7 +114,8 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     settings = TrainerSettings(
         iterations=cfg.trainer.iterations, eval_every=cfg.trainer.eval_every, batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
-        log_every=cfg.trainer.log_every, progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
+        progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
+        acceleration=Acceleration.from_config(cfg.trainer, device),
     )
     if settings.iterations < 1 or settings.eval_every < 1:
         raise ConfigError("trainer.iterations and trainer.eval_every must be at least 1")

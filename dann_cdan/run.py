@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 IGNORED_FOR_IDENTITY = (
-    "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.log_every",
+    "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
     "data.root", "data.num_workers", "data.download",
 )
 

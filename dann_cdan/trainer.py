@@ -5,6 +5,10 @@ Each iteration draws a source and a target batch, runs **one** forward pass over
 the source cross-entropy, and steps the optimizer and the per-iteration learning-rate schedule. Every
 ``eval_every`` iterations and at the end it evaluates on the target test set, appends a line to ``metrics.jsonl`` and
 saves a checkpoint; a run restarted with the same command resumes from that checkpoint.
+
+The hot path never waits for the device: losses are summed on the device and read once per evaluation, which is
+also when the progress bar shows them. ``trainer.amp``, ``trainer.channels_last`` and ``trainer.compile`` switch on
+autocast, channels-last memory and ``torch.compile`` (``dann_cdan/acceleration.py``).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from dann_cdan.acceleration import Acceleration
 from dann_cdan.evaluate import Evaluation, evaluate
 from dann_cdan.method import AdaptationMethod, StepOutputs
 from dann_cdan.run import RunFolder
@@ -41,9 +46,12 @@ class TrainerSettings:
     num_workers: int
     seed: int
     device: torch.device
-    log_every: int = 50
     progress: bool = True
     ten_crop: bool = False
+    acceleration: Acceleration | None = None  # None: full precision, contiguous memory, eager
+
+    #: at most this many target samples keep their features for DEV's domain classifier (memory stays bounded).
+    dev_target_samples: int = 2000
 
 
 def rng_state() -> dict[str, Any]:
@@ -82,6 +90,9 @@ class Trainer:
         self.run = run
         self.logger = logger
         self.settings = settings
+        self.acceleration = settings.acceleration or Acceleration(settings.device)
+        self.forward_model = self.acceleration.prepare(model)  # the compiled model, or ``model``
+        self.scaler = self.acceleration.grad_scaler()
         self.step = 0
         self.elapsed = 0.0
         self.best: dict[str, dict[str, float]] = {}  # per metric: the highest accuracy over evaluations, its step
@@ -98,6 +109,7 @@ class Trainer:
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
             "rng": rng_state(),
         }
 
@@ -110,6 +122,8 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
         self.run.keep_metrics_until(self.step)
@@ -143,8 +157,6 @@ class Trainer:
                 count += 1
                 self.step += 1
                 bar.update(1)
-                if self.step % s.log_every == 0:
-                    bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}", refresh=False)
                 if self.step % s.eval_every == 0 or self.step == s.iterations:
                     self.elapsed = time.perf_counter() - started
                     self.evaluate_and_record({key: float(value) / count for key, value in sums.items()},
@@ -157,33 +169,37 @@ class Trainer:
         return self.summary()
 
     def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
-        device = self.settings.device
-        x_source, labels = (t.to(device, non_blocking=True) for t in source_batch[:2])
+        accelerate = self.acceleration
+        x_source, labels = accelerate.inputs(source_batch[0]), source_batch[1].to(self.settings.device,
+                                                                                  non_blocking=True)
         n_source = x_source.shape[0]
         if target_batch is not None:
-            x_target = target_batch[0].to(device, non_blocking=True)
+            x_target = accelerate.inputs(target_batch[0])
             x, n_target = torch.cat([x_source, x_target]), x_target.shape[0]
         else:
             x, n_target = x_source, 0
-        with domain_split(self.model, n_source, n_target):
-            try:
-                logits, features = self.model(x)
-            except ValueError as error:  # torch's BatchNorm on a single value per channel
-                if "Expected more than 1 value per channel" not in str(error):
-                    raise
-                raise BatchTooSmallError(f"a BatchNorm layer got a single value per channel (batch of {n_source} "
-                                         f"source + {n_target} target): raise data.batch_size") from error
-        outputs = StepOutputs(
-            logits_source=logits[:n_source], features_source=features[:n_source], labels_source=labels,
-            logits_target=logits[n_source:] if n_target else None,
-            features_target=features[n_source:] if n_target else None,
-        )
-        classification = F.cross_entropy(outputs.logits_source, labels)
-        method_terms = self.method(outputs, self.step)
-        loss = classification + method_terms["loss"]
+        with accelerate.autocast():
+            with domain_split(self.model, n_source, n_target):
+                try:
+                    logits, features = self.forward_model(x)
+                except ValueError as error:  # torch's BatchNorm on a single value per channel
+                    if "Expected more than 1 value per channel" not in str(error):
+                        raise
+                    raise BatchTooSmallError(f"a BatchNorm layer got a single value per channel (batch of "
+                                             f"{n_source} source + {n_target} target): raise data.batch_size"
+                                             ) from error
+            outputs = StepOutputs(
+                logits_source=logits[:n_source], features_source=features[:n_source], labels_source=labels,
+                logits_target=logits[n_source:] if n_target else None,
+                features_target=features[n_source:] if n_target else None,
+            )
+            classification = F.cross_entropy(outputs.logits_source, labels)
+            method_terms = self.method(outputs, self.step)
+            loss = classification + method_terms["loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         diagnostics = {key: value.detach() if torch.is_tensor(value) else value
                        for key, value in method_terms.items() if key != "loss"}
@@ -196,14 +212,18 @@ class Trainer:
         s, task = self.settings, self.task
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
-        results = {metric: evaluate(self.model, loader, task.num_classes, s.device, self.method.evaluation_domain,
-                                    keep_features=dev and metric == "target_accuracy")
+        model, accelerate = self.forward_model, self.acceleration
+        results = {metric: evaluate(model, loader, task.num_classes, s.device, self.method.evaluation_domain,
+                                    keep_features=s.dev_target_samples if dev and metric == "target_accuracy" else 0,
+                                    acceleration=accelerate)
                    for metric, loader in test_loaders.items()}
         if dev:
-            validation = evaluate(self.model, task.source_val_loader(s.eval_batch_size, s.num_workers),
-                                  task.num_classes, s.device, "source", keep_features=True)
-            training = evaluate(self.model, task.source_sample_loader(s.eval_batch_size, s.num_workers),
-                                task.num_classes, s.device, "source", keep_features=True)
+            validation_loader = task.source_val_loader(s.eval_batch_size, s.num_workers)
+            validation = evaluate(model, validation_loader, task.num_classes, s.device, "source",
+                                  keep_features=len(validation_loader.dataset), acceleration=accelerate)
+            sample_loader = task.source_sample_loader(s.eval_batch_size, s.num_workers)
+            training = evaluate(model, sample_loader, task.num_classes, s.device, "source",
+                                keep_features=len(sample_loader.dataset), acceleration=accelerate)
             results["source_val_accuracy"] = validation
             self.dev_risk = deep_embedded_validation(training.features, validation.features, validation.losses,
                                                      results["target_accuracy"].features)

@@ -1,0 +1,87 @@
+"""The speed options of a run (trainer.amp, trainer.channels_last, trainer.compile) and bounded-memory evaluation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dann_cdan.acceleration import Acceleration
+from dann_cdan.evaluate import evaluate
+from dann_cdan.experiment import train
+from dann_cdan.run import RunFolder, config_id
+from normda.errors import ConfigError
+
+
+def summary_of(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("options", [
+    ["trainer.amp=true"],
+    ["trainer.amp=true", "trainer.amp_dtype=float16"],
+    ["trainer.channels_last=true"],
+])
+def test_speed_options_train_a_run(make_config, tmp_path, options):
+    cfg = make_config("trainer.iterations=3", "trainer.eval_every=3", *options)
+    summary = train(cfg, tmp_path / "run")
+    assert 0.0 <= summary["target_accuracy_last"] <= 100.0
+    checkpoint = RunFolder(tmp_path / "run").load_checkpoint()
+    assert "grad_scaler" in checkpoint
+    float16 = "trainer.amp_dtype=float16" in options
+    assert bool(checkpoint["grad_scaler"]) == float16  # the loss scaler runs for float16 only
+
+
+def test_amp_runs_the_forward_pass_in_bfloat16_on_the_cpu(make_config):
+    acceleration = Acceleration.from_config(make_config("trainer.amp=true").trainer, torch.device("cpu"))
+    assert acceleration.amp_dtype == torch.bfloat16
+    with acceleration.autocast():
+        assert nn.Linear(3, 2)(torch.randn(4, 3)).dtype == torch.bfloat16
+    assert not acceleration.grad_scaler().is_enabled()
+
+
+def test_channels_last_moves_model_and_images(make_config):
+    acceleration = Acceleration.from_config(make_config("trainer.channels_last=true").trainer, torch.device("cpu"))
+    conv = nn.Conv2d(3, 4, 3)
+    assert acceleration.prepare(conv) is conv
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert acceleration.inputs(torch.randn(2, 3, 5, 5)).is_contiguous(memory_format=torch.channels_last)
+    assert acceleration.inputs(torch.randn(2, 3)).shape == (2, 3)  # features are left alone
+
+
+def test_unknown_amp_dtype_is_a_config_error(make_config):
+    cfg = make_config("trainer.amp=true", "trainer.amp_dtype=float8")
+    with pytest.raises(ConfigError, match="trainer.amp_dtype='float8' is not an autocast dtype"):
+        Acceleration.from_config(cfg.trainer, torch.device("cpu"))
+
+
+def test_speed_options_other_than_precision_keep_the_config_id(make_config):
+    base = config_id(make_config())
+    assert config_id(make_config("trainer.channels_last=true", "trainer.compile=true")) == base
+    assert config_id(make_config("trainer.amp=true")) != base
+
+
+@pytest.mark.slow
+def test_compiled_run_matches_the_eager_run(make_config, tmp_path):
+    options = ["trainer.iterations=3", "trainer.eval_every=3", "norm=transnorm"]
+    eager = train(make_config(*options), tmp_path / "eager")
+    compiled = train(make_config(*options, "trainer.compile=true"), tmp_path / "compiled")
+    assert abs(compiled["target_accuracy_last"] - eager["target_accuracy_last"]) <= 1.0
+
+
+class Identity(nn.Module):
+    def forward(self, x):
+        return x, x
+
+
+def test_evaluation_keeps_a_bounded_strided_sample_of_features():
+    images = torch.eye(4).repeat(25, 1)  # 100 samples, 4 classes, each predicted correctly
+    labels = torch.arange(4).repeat(25)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16)
+    result = evaluate(Identity(), loader, 4, torch.device("cpu"), keep_features=30)
+    assert result.accuracy == 100.0 and result.samples == 100
+    assert result.features.shape == (25, 4)  # every 4th sample: 0, 4, ..., 96
+    assert torch.equal(result.labels, labels[::4])
+    assert evaluate(Identity(), loader, 4, torch.device("cpu")).features is None
