@@ -33,6 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from normalization.domain import DomainAwareNorm, check_domain, copy_running_stats
 from normalization.registry import Normalization, copy_affine, layer_label, register
 from normalization.split_batchnorm import batch_moments
+from normalization.sync import distributed_world, global_moments
 from normda.errors import BatchTooSmallError, ConfigError
 
 
@@ -122,18 +123,26 @@ class _AutoDIALFunction(torch.autograd.Function):
         return grad_x, sum_g_x_hat.sum(0), sum_g.sum(0), grad_alpha, None, None
 
 
-def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps: float
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The normalised two-domain batch (before gamma/beta) and the ``(2, C)`` mixed means and variances, in plain
-    differentiable ops."""
-    parts = (x[:n_source], x[n_source:])
+def local_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means and biased variances ``(D, C)`` and value counts ``(D,)`` of each part, in this process."""
     var, mean = (torch.stack(moments) for moments in zip(
         *(torch.var_mean(part, dim=(0, *range(2, part.dim())), correction=0) for part in parts)))
+    counts = torch.tensor([part.numel() // part.shape[1] for part in parts], dtype=mean.dtype, device=mean.device)
+    return mean, var, counts
+
+
+def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps: float, moments=local_moments
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The normalised two-domain batch (before gamma/beta), the ``(2, C)`` mixed means and variances and the value
+    count of each domain, in plain differentiable ops; ``moments`` computes the per-domain statistics
+    (:func:`local_moments`, or ``normalization.sync.global_moments`` over all processes)."""
+    parts = (x[:n_source], x[n_source:])
+    mean, var, counts = moments(list(parts))
     mixed_mean, mixed_var = mixed_statistics(alpha, mean, var)
     shape = (1, -1) + (1,) * (x.dim() - 2)
     outputs = [(part - mixed_mean[d].view(shape)) / torch.sqrt(mixed_var[d].view(shape) + eps)
                for d, part in enumerate(parts)]
-    return torch.cat(outputs, dim=0), mixed_mean, mixed_var
+    return torch.cat(outputs, dim=0).to(x.dtype), mixed_mean, mixed_var, counts
 
 
 class AutoDIALNorm(DomainAwareNorm, nn.Module):
@@ -182,10 +191,13 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
             out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
             self._update("source" if n_source else "target", mean, invstd.pow(-2) - self.eps, values)
             return out
-        if torch.compiler.is_compiling():
+        synced = self.sync and distributed_world() > 1
+        if synced or torch.compiler.is_compiling():
             shape = (1, self.num_features) + (1,) * (x.dim() - 2)
-            x_hat, mixed_mean, mixed_var = reference_autodial(x, self.alpha, n_source, self.eps)
+            x_hat, mixed_mean, mixed_var, counts = reference_autodial(
+                x, self.alpha, n_source, self.eps, global_moments if synced else local_moments)
             out = self.weight.view(shape) * x_hat + self.bias.view(shape)
+            values = counts.sum() if synced else values
         else:
             out, mixed_mean, mixed_var = _AutoDIALFunction.apply(x, self.weight, self.bias, self.alpha, n_source,
                                                                  self.eps)
@@ -203,7 +215,8 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         else:
             factor = self.momentum
         running_mean.lerp_(mean.detach(), factor)  # r <- r + factor (stat - r)
-        running_var.lerp_(var.detach() * (values / max(values - 1, 1)), factor)
+        correction = values / (values - 1).clamp(min=1) if torch.is_tensor(values) else values / max(values - 1, 1)
+        running_var.lerp_(var.detach() * correction, factor)
 
 
 @register("autodial")
@@ -212,11 +225,12 @@ class AutoDIAL(Normalization):
     domains' rows (with Caffe scale s = 1, as if the statistics had been averaged once)."""
 
     def __init__(self, running_average: str = "caffe", moving_average_fraction: float = 0.999, momentum: float = 0.1,
-                 test_stats: str = "target"):
+                 test_stats: str = "target", sync: bool = False):
         check_domain(test_stats, "norm.test_stats")
         self.layer_options = dict(running_average=running_average, moving_average_fraction=moving_average_fraction,
                                   momentum=momentum)
         self.test_stats = test_stats
+        self.sync = sync
 
     def replace(self, bn: _BatchNorm) -> AutoDIALNorm:
         layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, **self.layer_options))
@@ -225,4 +239,5 @@ class AutoDIAL(Normalization):
             layer.running_weight_source.fill_(1.0)
             layer.running_weight_target.fill_(1.0)
         layer.eval_domain = self.test_stats
+        layer.sync = self.sync
         return layer

@@ -45,6 +45,8 @@ class DomainAwareNorm:
     domain_split: tuple[int, int] | None = None
     #: the statistics used in eval mode: ``"target"`` (default) or ``"source"``.
     eval_domain: str = "target"
+    #: ``norm.sync``: in a distributed job, each domain's batch statistics over all processes (normalization/sync.py).
+    sync: bool = False
 
     def split_sizes(self, batch_size: int) -> tuple[int, int]:
         """Return ``(n_source, n_target)`` for a batch of ``batch_size`` samples."""

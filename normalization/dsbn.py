@@ -49,7 +49,7 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
         branches = {domain: getattr(self, domain) for domain in ("source", "target")}
         return split_batch_norm(x, n_source, {d: (bn.weight, bn.bias) for d, bn in branches.items()},
                                 {d: (bn.running_mean, bn.running_var) for d, bn in branches.items()},
-                                {d: momentum.get(d, 0.0) for d in branches}, branches["source"].eps)
+                                {d: momentum.get(d, 0.0) for d in branches}, branches["source"].eps, sync=self.sync)
 
     @staticmethod
     def _update_factor(branch: _BatchNorm) -> float:
@@ -72,11 +72,13 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
 class DSBN(Normalization):
     """``norm=dsbn``: every BatchNorm becomes two, one per domain."""
 
-    def __init__(self, test_stats: str = "target"):
+    def __init__(self, test_stats: str = "target", sync: bool = False):
         check_domain(test_stats, "norm.test_stats")
         self.test_stats = test_stats
+        self.sync = sync
 
     def replace(self, bn: _BatchNorm) -> DomainSpecificBatchNorm:
         layer = DomainSpecificBatchNorm(bn)
         layer.eval_domain = self.test_stats
+        layer.sync = self.sync
         return layer

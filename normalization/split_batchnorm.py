@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from normalization.sync import distributed_world, synced_split_batch_norm
+
 #: maps ``{domain: (batch mean, unbiased batch variance)}`` of the parts present to a per-channel scale, or None.
 ChannelScale = Callable[[dict], Optional[torch.Tensor]]
 
@@ -108,14 +110,17 @@ class _SplitBatchNorm(torch.autograd.Function):
 
 
 def split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict, momentum: float | dict,
-                     eps: float, channel_scale: ChannelScale | None = None) -> torch.Tensor:
+                     eps: float, channel_scale: ChannelScale | None = None, sync: bool = False) -> torch.Tensor:
     """Normalise ``x[:n_source]`` (source) and ``x[n_source:]`` (target) by their own batch statistics.
 
     ``affine[domain] = (gamma, beta)`` (the same tensors for a shared affine, or None); ``running[domain] =
     (running_mean, running_var)`` (or None), updated in place with ``momentum`` (one float, or one per domain). An
     empty part is skipped. ``channel_scale`` receives ``{domain: (mean, unbiased variance)}`` of the parts present and
-    returns the per-channel scale ``s``.
+    returns the per-channel scale ``s``. ``sync``: each domain's statistics over all processes of a distributed job
+    (``normalization/sync.py``).
     """
+    if sync and distributed_world() > 1:
+        return synced_split_batch_norm(x, n_source, affine, running, _per_domain(momentum), eps, channel_scale)
     if torch.compiler.is_compiling():
         return reference_split_batch_norm(x, n_source, affine, running, momentum, eps, channel_scale)
     return _SplitBatchNorm.apply(x, *affine["source"], *affine["target"], n_source, running, _per_domain(momentum),

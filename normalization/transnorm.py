@@ -177,7 +177,7 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         affine = (self.weight, self.bias)
         return split_batch_norm(x, n_source, {"source": affine, "target": affine},
                                 {domain: self.running_stats(domain) for domain in ("source", "target")},
-                                self._update_factor(), self.eps, channel_scale)
+                                self._update_factor(), self.eps, channel_scale, sync=self.sync)
 
     def _check_batch(self, shape: torch.Size, size: int, domain: str) -> None:
         values_per_channel = size * shape[2:].numel()
@@ -217,12 +217,13 @@ class TransNorm(Normalization):
     copied into both domains' buffers. ``test_stats`` is the domain whose statistics evaluation uses."""
 
     def __init__(self, alpha: str = "adaptive", distance: str = "normalized_mean", probability: str = "student_t",
-                 test_stats: str = "target"):
+                 test_stats: str = "target", sync: bool = False):
         check_domain(test_stats, "norm.test_stats")
         check_alpha(alpha)
         transferability_alpha(*torch.ones(4, 1), 1e-5, distance, probability)  # rejects unknown names now
         self.layer_options = dict(alpha=alpha, distance=distance, probability=probability)
         self.test_stats = test_stats
+        self.sync = sync
 
     def replace(self, bn: _BatchNorm) -> _TransNorm:
         layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
@@ -230,4 +231,5 @@ class TransNorm(Normalization):
         copy_affine(bn, layer)
         copy_running_stats(bn, layer, ("source", "target"))
         layer.eval_domain = self.test_stats
+        layer.sync = self.sync
         return layer

@@ -88,7 +88,8 @@ def test_autodial_function_equals_autograd_through_its_moments():
     alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     grad = torch.randn_like(x)
     y, *mixed = _AutoDIALFunction.apply(x, weight, bias, alpha, 4, 1e-5)
-    x_hat, *mixed_ref = reference_autodial(x, alpha, 4, 1e-5)
+    x_hat, *mixed_ref, counts = reference_autodial(x, alpha, 4, 1e-5)
+    assert counts.tolist() == [4 * 12, 7 * 12]
     y_ref = x_hat * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(mixed, mixed_ref, rtol=1e-12, atol=1e-12)
