@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dann_cdan.run import register_resolvers
+from normda.cli import check_command_line
 from normda.errors import UserError, one_line
 
 register_resolvers()
@@ -35,8 +38,12 @@ def main(cfg: DictConfig) -> float:
     ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"
                 if "target_accuracy_10crop_last" in summary else "")
     class_averaged = f", class-averaged {summary['target_mean_class_accuracy_last']:.2f}%"
+    if os.environ.get("RANK", "0") != "0":
+        return summary["target_accuracy_last"]  # torchrun: process 0 reports
+    finished = "already finished, nothing to do (delete the run folder to train it again): " if summary.get(
+        "already_finished") else ""
     print(
-        f"target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
+        f"{finished}target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
         f"{summary['target_accuracy_last']:.2f}%{ten_crop}{class_averaged} after {summary['iterations']} iterations "
         f"(best {summary['target_accuracy_best']:.2f}% at {summary['target_accuracy_best_step']}); run folder "
         f"{hydra_config.runtime.output_dir}"
@@ -45,4 +52,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    try:
+        check_command_line(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    except UserError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
     main()

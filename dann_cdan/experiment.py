@@ -18,13 +18,14 @@ import datasets
 import normalization
 from dann_cdan.acceleration import Acceleration
 from dann_cdan.backbones import build_backbone
+from dann_cdan.distributed import Distributed
 from dann_cdan.loggers import build_logger
 from dann_cdan.method import build_method
 from dann_cdan.model import ImageClassifier, build_classifier, init_bottleneck_gamma
 from dann_cdan.optim import build_optimizer
 from dann_cdan.run import RunFolder, config_id, run_name
 from dann_cdan.trainer import Trainer, TrainerSettings
-from normda.errors import ConfigError, UserError, one_line
+from normda.errors import ConfigError, OutOfMemory, UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
     return model, option
 
 
+def check_numbers(cfg: DictConfig) -> None:
+    """Values whose type or range cannot work, before anything is built."""
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed={cfg.seed!r} is not an integer: give one, e.g. seed=0")
+    for key in ("data.batch_size", "data.eval_batch_size", "trainer.iterations", "trainer.eval_every"):
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{key}={value!r}: give a whole number of at least 1")
+
+
 def versions() -> dict[str, str]:
     import timm
     import torchvision
@@ -79,7 +90,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     stops on an error leaves the one-line reason in its ``failed`` file (for ``scripts/collect.py``).
     """
     try:
-        return _train(cfg, run_dir)
+        try:
+            return _train(cfg, run_dir)
+        except torch.OutOfMemoryError as error:
+            raise OutOfMemory(f"out of memory on {cfg.trainer.device} ({str(error).splitlines()[0][:120]}): lower "
+                              f"data.batch_size (now {cfg.data.batch_size}) or data.image_size, or set "
+                              f"trainer.amp=true") from error
     except Exception as error:
         if Path(run_dir).is_dir():
             message = one_line(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
@@ -91,15 +107,23 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
+    check_numbers(cfg)
     run = RunFolder(run_dir)
     if run.done:
-        summary = run.read_summary()
-        log.info("already finished: %s (target accuracy %.2f%%); delete the folder to train it again",
-                 run.path, summary["target_accuracy_last"])
-        return summary
-    run.write_config(cfg)
+        log.info("already finished: %s; delete the folder to train it again", run.path)
+        return {**run.read_summary(), "already_finished": True}
     seed_everything(cfg.seed, cfg.trainer.deterministic)
-    device = resolve_device(cfg.trainer.device)
+    distributed, device = Distributed.from_environment(resolve_device(cfg.trainer.device))
+    try:
+        return _train_process(cfg, run, distributed, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, device: torch.device) -> dict[str, Any]:
+    """This process's part of the run (the whole run without torchrun)."""
+    if distributed.main:
+        run.write_config(cfg)
 
     task = datasets.build(cfg.data)
     model, norm = build_model(cfg, task.num_classes)
@@ -111,30 +135,37 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         + [{"name": "method", "params": list(method.parameters()), "lr_mult": lr_mult.method}],
         cfg.optim,
     )
+    if distributed.rank:  # the same initial weights (DDP also broadcasts them), other dropout masks
+        torch.manual_seed(cfg.seed + 100_003 * distributed.rank)
     settings = TrainerSettings(
         iterations=cfg.trainer.iterations, eval_every=cfg.trainer.eval_every, batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
         progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
-        acceleration=Acceleration.from_config(cfg.trainer, device),
+        acceleration=Acceleration.from_config(cfg.trainer, device), distributed=distributed,
     )
-    if settings.iterations < 1 or settings.eval_every < 1:
-        raise ConfigError("trainer.iterations and trainer.eval_every must be at least 1")
     identity = config_id(cfg)
     config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-    logger = build_logger(cfg.logger, run.path, identity, run_name(cfg), config)
+    logger_cfg = cfg.logger if distributed.main else OmegaConf.create({"name": "none"})
+    logger = build_logger(logger_cfg, run.path, identity, run_name(cfg), config)
     try:
         trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings)
         trainer.resume()
         sizes = ", ".join(f"{part.replace('_', ' ')} {count}" for part, count in task.sizes().items())
-        log.info("%s -> %s: %s (%s images) on %s", task.source, task.target, run.path.name, sizes, device)
+        log.info("%s -> %s: %s (%s images) on %s%s", task.source, task.target, run.path.name, sizes, device,
+                 f" (process {distributed.rank} of {distributed.world_size})" if distributed.active else "")
+        results = trainer.fit()
+        if not distributed.main:
+            distributed.barrier()  # process 0 writes the summary
+            return run.read_summary()
         summary = {
-            **trainer.fit(),
+            **results,
             "run": run.path.name, "config_id": identity, "source": task.source, "target": task.target,
             "dataset_sizes": task.sizes(), **task.notes, "versions": versions(),
         }
         run.write_summary(summary)
         logger.update_summary({key: value for key, value in summary.items() if not isinstance(value, dict)})
         run.mark_done()
+        distributed.barrier()
     finally:
         logger.finish()
     return summary

@@ -43,6 +43,7 @@ class WandbLogger:
             if mode != "online":
                 raise
             log.warning("W&B could not start online (%s); logging offline instead", str(error).splitlines()[0])
+            wandb.teardown()  # the failed online attempt still holds the run id
             self.run = wandb.init(mode="offline", **options)
 
     def log(self, metrics: dict[str, float], step: int) -> None:

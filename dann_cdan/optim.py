@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -52,12 +53,29 @@ def split_weight_decay(group: dict) -> list[dict]:
     return [g for g in ({**group, "params": decayed}, no_decay) if g["params"]]
 
 
+def check_targets(cfg: Any) -> None:
+    """The config may name an optimizer class of ``torch.optim`` and this module's schedule, nothing else: no other
+    callable is ever reached from a config value."""
+    target = str(cfg.optimizer.get("_target_"))
+    module, _, name = target.rpartition(".")
+    optimizer_class = getattr(torch.optim, name, None) if module == "torch.optim" else None
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
+        raise ConfigError(f"optim.optimizer._target_={target} is not an optimizer of torch.optim: name one, e.g. "
+                          f"torch.optim.SGD or torch.optim.AdamW")
+    if str(cfg.lr_schedule.get("_target_")) != f"{__name__}.lr_schedule":
+        raise ConfigError(f"optim.lr_schedule._target_={cfg.lr_schedule.get('_target_')} is not "
+                          f"{__name__}.lr_schedule: choose the schedule with optim.lr_schedule.kind")
+
+
 def build_optimizer(param_groups: list[dict], cfg: Any) -> tuple[Optimizer, LambdaLR]:
     """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name`` and an
     ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial
     rate."""
+    check_targets(cfg)
     factory = instantiate(cfg.optimizer)
     base_lr = cfg.optimizer.lr
+    if not base_lr > 0:
+        raise ConfigError(f"optim.optimizer.lr={base_lr}: give a positive learning rate")
     groups = [{**split, "lr": base_lr * split["lr_mult"]} for group in param_groups for split in
               split_weight_decay(group)]
     optimizer = factory(groups)

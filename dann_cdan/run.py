@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from normda.errors import ConfigError
+
 IGNORED_FOR_IDENTITY = (
     "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
     "data.root", "data.num_workers", "data.download",
@@ -133,9 +135,16 @@ class RunFolder:
         atomic_write(self.checkpoint, lambda stream: torch.save(state, stream))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The training state, loaded with ``weights_only=True`` (tensors and plain containers: a checkpoint can
+        never run code)."""
         if not self.checkpoint.exists():
             return None
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - torch.load raises many types on a damaged or unsafe file
+            reason = " ".join(str(error).split())[:160]
+            raise ConfigError(f"cannot read the checkpoint {self.checkpoint} ({reason}): delete it to train this run "
+                              f"from the start") from error
 
     def mark_done(self) -> None:
         self.failure.unlink(missing_ok=True)

@@ -26,13 +26,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dann_cdan.acceleration import Acceleration
+from dann_cdan.distributed import Distributed
 from dann_cdan.evaluate import Evaluation, evaluate
 from dann_cdan.method import AdaptationMethod, StepOutputs
 from dann_cdan.run import RunFolder
 from dann_cdan.validation import deep_embedded_validation
-from datasets import DomainAdaptationTask, forever
+from datasets import DomainAdaptationTask
 from normalization import Normalization, domain_split
-from normda.errors import BatchTooSmallError
+from normda.errors import BatchTooSmallError, TrainingDivergedError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ class TrainerSettings:
     progress: bool = True
     ten_crop: bool = False
     acceleration: Acceleration | None = None  # None: full precision, contiguous memory, eager
+    distributed: Distributed = Distributed()  # the processes of a torchrun job (one by default)
 
     #: at most this many target samples keep their features for DEV's domain classifier (memory stays bounded).
     dev_target_samples: int = 2000
+    #: the loss terms are checked for NaN/Inf every this many iterations (one host sync) and before every checkpoint.
+    finite_check_every: int = 100
 
 
 def rng_state() -> dict[str, Any]:
@@ -77,6 +81,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
+                 distributed: Distributed = Distributed()) -> None:
+    """Raise :class:`TrainingDivergedError` naming the first iteration and loss term of ``history`` that is NaN or
+    infinite. One host synchronisation for the whole history (the trainer checks every ``finite_check_every``
+    iterations and before every checkpoint, so a checkpoint never holds a diverged model). Under torchrun every
+    process stops when any one's loss went bad."""
+    if not history:
+        return
+    names = list(history[0][1])
+    device = next((value.device for value in history[0][1].values() if torch.is_tensor(value)), None)
+    values = torch.stack([torch.stack([torch.as_tensor(terms[name], dtype=torch.float32, device=device)
+                                       for name in names]) for _, terms in history]).cpu()
+    bad = ~torch.isfinite(values)
+    if distributed.any(bool(bad.any())) and not bad.any():
+        raise TrainingDivergedError("the loss of another process went non-finite (see its message): the run stopped "
+                                    "and kept its last good checkpoint")
+    if bad.any():
+        row, column = (int(index) for index in bad.nonzero()[0])
+        step, name = history[row][0], names[column]
+        raise TrainingDivergedError(
+            f"the loss went non-finite at iteration {step} ({name} = {float(values[row, column])}): the run stopped "
+            f"and kept its last good checkpoint; lower optim.lr (or trainer.amp=false) and run the same command to "
+            f"resume from it"
+        )
+
+
 class Trainer:
     def __init__(self, model: nn.Module, normalization: Normalization, method: AdaptationMethod,
                  task: DomainAdaptationTask, optimizer: torch.optim.Optimizer,
@@ -92,6 +122,9 @@ class Trainer:
         self.settings = settings
         self.acceleration = settings.acceleration or Acceleration(settings.device)
         self.forward_model = self.acceleration.prepare(model)  # the compiled model, or ``model``
+        self.distributed = settings.distributed
+        self.train_model = self.distributed.wrap(self.forward_model)  # in DistributedDataParallel under torchrun
+        self.train_method = self.distributed.wrap(method)
         self.scaler = self.acceleration.grad_scaler()
         self.step = 0
         self.elapsed = 0.0
@@ -110,7 +143,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
+            "rng": self.distributed.gather(rng_state()),  # one per process
         }
 
     def resume(self) -> None:
@@ -124,7 +157,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"][self.distributed.rank])
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
         self.run.keep_metrics_until(self.step)
         log.info("resuming %s from iteration %d", self.run.path, self.step)
@@ -132,24 +165,27 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         s = self.settings
-        source_loader, target_loader = self.task.train_loaders(s.batch_size, s.num_workers, s.seed + self.step)
         test_loaders = {"target_accuracy": self.task.test_loader(s.eval_batch_size, s.num_workers)}
         if s.ten_crop:
             test_loaders["target_accuracy_10crop"] = self.task.test_loader(s.eval_batch_size, s.num_workers, True)
         if self.step == 0:  # a resumed run restarts from a checkpoint that already holds what these did
-            loaders = {"source": source_loader, "target": target_loader}
+            loaders = dict(zip(("source", "target"), self.task.train_loaders(s.batch_size, s.num_workers, s.seed)))
             self.normalization.before_training(self.model, loaders, s.device)
             self.method.before_training(self.model, loaders, s.device)
-        source_batches = forever(source_loader)
-        target_batches = forever(target_loader) if self.method.uses_target else None
+        source_stream, target_stream = self.task.train_streams(s.batch_size, s.num_workers, s.seed, self.step,
+                                                                     s.iterations, self.distributed.rank,
+                                                                     self.distributed.world_size)
+        source_batches = iter(source_stream)
+        target_batches = iter(target_stream) if self.method.uses_target else None
         self.model.train()
         self.method.train()
 
         sums: dict[str, torch.Tensor | float] = {}
         count = 0
+        recent: list[tuple[int, dict[str, torch.Tensor | float]]] = []  # the loss terms since the last finite check
         started = time.perf_counter() - self.elapsed
         with tqdm(total=s.iterations, initial=self.step, desc="train", dynamic_ncols=True,
-                  disable=not s.progress) as bar:  # closed on any exit, so that an error starts its own line
+                  disable=not (s.progress and self.distributed.main)) as bar:  # closed on any exit, so that an error starts its own line
             while self.step < s.iterations:
                 terms = self.train_step(next(source_batches), next(target_batches) if target_batches else None)
                 for key, value in terms.items():
@@ -157,16 +193,26 @@ class Trainer:
                 count += 1
                 self.step += 1
                 bar.update(1)
-                if self.step % s.eval_every == 0 or self.step == s.iterations:
+                recent.append((self.step, terms))
+                evaluating = self.step % s.eval_every == 0 or self.step == s.iterations
+                if evaluating or self.step % s.finite_check_every == 0:
+                    check_finite(recent, self.distributed)
+                    recent = []
+                if evaluating:
                     self.elapsed = time.perf_counter() - started
-                    self.evaluate_and_record({key: float(value) / count for key, value in sums.items()},
-                                             test_loaders)
-                    bar.set_postfix(loss=f"{float(sums['loss']) / count:.3f}",
-                                    target_acc=f"{self.last['target_accuracy'].accuracy:.1f}")
+                    means = {key: float(value) / count for key, value in sums.items()}
+                    if self.distributed.main:
+                        self.evaluate_and_record(means, test_loaders)
+                        bar.set_postfix(loss=f"{means['loss']:.3f}",
+                                        target_acc=f"{self.last['target_accuracy'].accuracy:.1f}")
+                    state = self.state_dict()  # every process: it gathers their RNG states
+                    if self.distributed.main:
+                        self.run.save_checkpoint(state)
+                    self.distributed.barrier()
                     sums, count = {}, 0
-        if not self.last:  # resumed after the final evaluation but before the done marker
+        if not self.last and self.distributed.main:  # resumed after the final evaluation, before the done marker
             self.last = self.evaluate(test_loaders)
-        return self.summary()
+        return self.summary() if self.distributed.main else {}
 
     def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
         accelerate = self.acceleration
@@ -181,7 +227,7 @@ class Trainer:
         with accelerate.autocast():
             with domain_split(self.model, n_source, n_target):
                 try:
-                    logits, features = self.forward_model(x)
+                    logits, features = self.train_model(x)
                 except ValueError as error:  # torch's BatchNorm on a single value per channel
                     if "Expected more than 1 value per channel" not in str(error):
                         raise
@@ -194,7 +240,7 @@ class Trainer:
                 features_target=features[n_source:] if n_target else None,
             )
             classification = F.cross_entropy(outputs.logits_source, labels)
-            method_terms = self.method(outputs, self.step)
+            method_terms = self.train_method(outputs, self.step)
             loss = classification + method_terms["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -245,7 +291,6 @@ class Trainer:
         record["wall_time_s"] = self.elapsed
         self.run.append_metrics(record)
         self.logger.log({key: value for key, value in record.items() if key != "step"}, step=self.step)
-        self.run.save_checkpoint(self.state_dict())
         for metric, result in self.last.items():
             log.info("iteration %d: %s %.2f%% (best %.2f%% at %d)", self.step, metric, result.accuracy,
                      self.best[metric]["accuracy"], self.best[metric]["step"])

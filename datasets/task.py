@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from datasets.sampling import ResumableSampler, SeededSamples
 from normda.errors import ConfigError
 from normda.registry import Registry
 
@@ -42,11 +43,33 @@ class DomainAdaptationTask:
         return {name: len(getattr(self, name)) for name in parts}
 
     def train_loaders(self, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
-        """Shuffled source and target loaders of ``batch_size`` samples each, dropping incomplete batches (TLlib)."""
+        """Shuffled source and target loaders of ``batch_size`` samples each, dropping incomplete batches (TLlib):
+        one epoch each, for passes over the training data before training (DAFT's statistics)."""
         return tuple(
             _loader(dataset, name, batch_size, num_workers, shuffle=True, seed=seed + offset)
-            for offset, (name, dataset) in enumerate((("source", self.source_train), ("target", self.target_train)))
+            for offset, (name, dataset) in enumerate(self._training_domains())
         )
+
+    def train_streams(self, batch_size: int, num_workers: int, seed: int, start: int, stop: int, rank: int = 0,
+                      world_size: int = 1) -> tuple[DataLoader, DataLoader]:
+        """Source and target loaders for training iterations ``start`` to ``stop``: the batches (and their
+        augmentations) of an iteration depend on ``seed`` and the iteration only (``datasets/sampling.py``), so a
+        resumed run continues the uninterrupted one's order. With ``world_size`` processes, this rank's share."""
+        loaders = []
+        for offset, (name, dataset) in enumerate(self._training_domains()):
+            if len(dataset) < batch_size * world_size:
+                raise ConfigError(f"the {name} domain has {len(dataset)} images, fewer than data.batch_size="
+                                  f"{batch_size} x {world_size} processes: lower data.batch_size")
+            sampler = ResumableSampler(len(dataset), batch_size, seed * 2 + offset, start, stop, rank, world_size)
+            loaders.append(DataLoader(
+                SeededSamples(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
+                generator=torch.Generator().manual_seed(seed),  # keeps the process's RNG out of the loader
+            ))
+        return loaders[0], loaders[1]
+
+    def _training_domains(self) -> tuple[tuple[str, Dataset], tuple[str, Dataset]]:
+        return ("source", self.source_train), ("target", self.target_train)
 
     def test_loader(self, batch_size: int, num_workers: int, ten_crop: bool = False) -> DataLoader:
         if not ten_crop:
@@ -87,12 +110,6 @@ def _loader(dataset: Dataset, name: str, batch_size: int, num_workers: int, shuf
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
     )
-
-
-def forever(loader: DataLoader) -> Iterator:
-    """Batches of ``loader``, starting a new epoch whenever one ends."""
-    while True:
-        yield from loader
 
 
 def check_domains(cfg: Any, domains: Mapping[str, str]) -> tuple[str, str]:

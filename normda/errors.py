@@ -21,6 +21,14 @@ class BatchTooSmallError(UserError, ValueError):
     """A batch (or a domain's part of it) too small for a layer that computes batch statistics."""
 
 
+class TrainingDivergedError(UserError, FloatingPointError):
+    """A loss term that became NaN or infinite; the run folder keeps the last checkpoint taken before it."""
+
+
+class OutOfMemory(UserError, MemoryError):
+    """The device ran out of memory for this batch size / image size."""
+
+
 def one_line(error: UserError) -> str:
     """The message of ``error`` on one line. An error raised in a DataLoader worker comes back wrapped in the
     worker's traceback ("Caught X in DataLoader worker process 0. Original Traceback ..."); its last line holds the

@@ -73,7 +73,8 @@ def test_finished_run_is_not_trained_again(make_config, tmp_path):
     cfg = make_config("trainer.iterations=2", "trainer.eval_every=2")
     first = train(cfg, tmp_path / "run")
     stamp = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
-    assert train(cfg, tmp_path / "run") == first
+    again = train(cfg, tmp_path / "run")
+    assert again.pop("already_finished") is True and again == first
     assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == stamp
 
 

@@ -1,0 +1,117 @@
+"""``norm.sync=true`` over 2 processes (gloo, CPU): each process holds part of the source and part of the target, and
+the synchronised layers give what one process holding the whole batch gives: outputs, input and parameter gradients,
+running statistics."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from normalization import domain_split
+from normalization.autodial import AutoDIALNorm
+from normalization.dsbn import DomainSpecificBatchNorm
+from normalization.transnorm import TransNorm2d
+
+ROOT = Path(__file__).resolve().parents[1]
+#: per rank: (source rows, target rows) of the whole batch; unequal on purpose
+SHARES = [((0, 3), (0, 2)), ((3, 5), (2, 6))]
+N_SOURCE, N_TARGET = 5, 6
+
+
+def make_layer(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if kind == "transnorm":
+        layer = TransNorm2d(4)
+    elif kind == "dsbn":
+        layer = DomainSpecificBatchNorm(torch.nn.BatchNorm2d(4))
+    else:
+        layer = AutoDIALNorm(4, running_average="pytorch")
+        with torch.no_grad():
+            layer.alpha.fill_(0.8)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            if parameter.dim():
+                parameter.copy_(torch.rand_like(parameter) + 0.5)
+    layer.sync = True
+    return layer.double()
+
+
+def whole_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(N_SOURCE + N_TARGET, 4, 3, 3, generator=generator, dtype=torch.float64)
+    x[N_SOURCE:] = 2.0 * x[N_SOURCE:] + 1.0
+    return x, torch.randn(x.shape, generator=generator, dtype=torch.float64)
+
+
+def step(layer: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor, n_source: int) -> dict:
+    x = x.clone().requires_grad_(True)
+    with domain_split(layer, n_source, x.shape[0] - n_source):
+        out = layer(x)
+    out.backward(grad)
+    return {"out": out.detach(), "grad_x": x.grad,
+            "params": {name: p.grad for name, p in layer.named_parameters()},
+            "buffers": {name: b.clone() for name, b in layer.named_buffers()}}
+
+
+def rows(tensor: torch.Tensor, share) -> torch.Tensor:
+    (s0, s1), (t0, t1) = share
+    return torch.cat([tensor[s0:s1], tensor[N_SOURCE + t0:N_SOURCE + t1]])
+
+
+def worker(rank: int, kind: str, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        x, grad = whole_batch()
+        share = SHARES[rank]
+        result = step(make_layer(kind), rows(x, share), rows(grad, share), share[0][1] - share[0][0])
+        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("kind", ["transnorm", "dsbn", "autodial"])
+def test_synchronised_statistics_equal_the_whole_batch(kind, tmp_path):
+    mp.start_processes(worker, args=(kind, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn")
+    x, grad = whole_batch()
+    single = step(make_layer(kind), x, grad, N_SOURCE)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for rank, share in zip(ranks, SHARES):
+        torch.testing.assert_close(rank["out"], rows(single["out"], share), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(rank["grad_x"], rows(single["grad_x"], share), rtol=1e-9, atol=1e-12)
+        for name, buffer in single["buffers"].items():  # every process holds the whole batch's running statistics
+            torch.testing.assert_close(rank["buffers"][name], buffer, rtol=1e-10, atol=1e-12, msg=name)
+    for name, expected in single["params"].items():  # DDP sums (averages) these across processes
+        if expected is not None:
+            torch.testing.assert_close(ranks[0]["params"][name] + ranks[1]["params"][name], expected, rtol=1e-9,
+                                       atol=1e-12, msg=name)
+
+
+def test_torchrun_trains_one_run_with_ddp_and_synchronised_transnorm(tmp_path):
+    """``torchrun --nproc_per_node=2 train.py ...`` on the CPU (gloo): one run folder, written once, whose checkpoint
+    holds both processes' RNG states; run again, it is finished."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(ROOT / "train.py"),
+               "data=synthetic", "norm=transnorm", "norm.sync=true", "method=dann", "trainer.device=cpu",
+               "logger=none", "trainer.progress=false", "trainer.iterations=6", "trainer.eval_every=3",
+               f"trainer.output_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("target accuracy on shifted") == 1  # process 0 reports
+    [run] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    assert (run / "done").exists()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert len(checkpoint["rng"]) == 2 and checkpoint["step"] == 6
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

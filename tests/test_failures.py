@@ -1,0 +1,74 @@
+"""A run that fails records why in its folder and keeps its last good checkpoint: NaN/Inf losses, out of memory,
+unreadable checkpoints; and what checkpoint loading refuses."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dann_cdan.trainer as trainer_module
+from dann_cdan.experiment import train
+from dann_cdan.run import RunFolder
+from dann_cdan.trainer import check_finite
+from normda.errors import ConfigError, OutOfMemory, TrainingDivergedError
+
+
+def test_check_finite_names_the_first_bad_iteration_and_term():
+    history = [(7, {"loss": torch.tensor(1.0), "transfer_loss": torch.tensor(0.5)}),
+               (8, {"loss": torch.tensor(float("inf")), "transfer_loss": torch.tensor(float("nan"))}),
+               (9, {"loss": torch.tensor(float("nan")), "transfer_loss": 0.1})]
+    with pytest.raises(TrainingDivergedError, match=r"iteration 8 \(loss = inf\)"):
+        check_finite(history)
+    check_finite(history[:1])
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_config, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    cross_entropy = trainer_module.F.cross_entropy
+
+    def breaks_at_iteration_13(*args, **kwargs):
+        calls["n"] += 1
+        loss = cross_entropy(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 13 else loss
+
+    monkeypatch.setattr(trainer_module.F, "cross_entropy", breaks_at_iteration_13)
+    cfg = make_config("trainer.iterations=30", "trainer.eval_every=10", "method=dann")
+    with pytest.raises(TrainingDivergedError, match=r"non-finite at iteration 13 \(loss = nan\)"):
+        train(cfg, tmp_path / "run")
+    run = RunFolder(tmp_path / "run")
+    assert run.load_checkpoint()["step"] == 10
+    assert [record["step"] for record in run.read_metrics()] == [10]
+    assert "non-finite at iteration 13" in run.failure.read_text() and not run.done
+
+    monkeypatch.setattr(trainer_module.F, "cross_entropy", cross_entropy)  # the same command resumes and finishes
+    assert train(cfg, tmp_path / "run")["iterations"] == 30
+    assert run.done and not run.failure.exists()
+
+
+def test_out_of_memory_is_recorded_with_the_fix(make_config, tmp_path, monkeypatch):
+    def out_of_memory(self, *batches):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", out_of_memory)
+    with pytest.raises(OutOfMemory, match="lower data.batch_size"):
+        train(make_config(), tmp_path / "run")
+    assert "out of memory" in RunFolder(tmp_path / "run").failure.read_text()
+
+
+def test_a_damaged_checkpoint_is_a_one_line_error(make_config, tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot read the checkpoint .* delete it"):
+        train(make_config(), run.path)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this code ran while loading",))
+
+
+def test_checkpoints_load_without_running_pickled_code(tmp_path, capsys):
+    run = RunFolder(tmp_path / "run")
+    torch.save({"step": 1, "payload": Payload()}, run.checkpoint)
+    with pytest.raises(ConfigError, match="cannot read the checkpoint"):
+        run.load_checkpoint()
+    assert "this code ran" not in capsys.readouterr().out

@@ -1,0 +1,134 @@
+"""Exact resume: the data order as a function of (seed, iteration), and a run killed with SIGKILL that, started again,
+ends bit-identical to an uninterrupted one."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datasets.sampling import ResumableSampler, SeededSamples
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def batches(sampler: ResumableSampler) -> list[list[tuple[int, int]]]:
+    items = list(sampler)
+    return [items[i:i + sampler.batch_size] for i in range(0, len(items), sampler.batch_size)]
+
+
+def test_a_sampler_started_at_k_continues_the_one_started_at_0():
+    whole = batches(ResumableSampler(10, 3, seed=7, start_batch=0, stop_batch=12))
+    assert len(whole) == 12  # 3 batches per epoch (the tenth sample is dropped), 4 epochs
+    for start in (1, 3, 5, 11):
+        assert batches(ResumableSampler(10, 3, seed=7, start_batch=start, stop_batch=12)) == whole[start:]
+
+
+def test_each_epoch_is_a_new_permutation_without_repeats():
+    whole = batches(ResumableSampler(9, 3, seed=0, start_batch=0, stop_batch=9))
+    epochs = [sorted(index for batch in whole[e * 3:(e + 1) * 3] for index, _ in batch) for e in range(3)]
+    assert all(epoch == list(range(9)) for epoch in epochs)
+    orders = [[index for batch in whole[e * 3:(e + 1) * 3] for index, _ in batch] for e in range(3)]
+    assert orders[0] != orders[1]
+    seeds = [seed for batch in whole for _, seed in batch]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_ranks_split_each_global_batch_between_them():
+    single = batches(ResumableSampler(16, 4, seed=3, start_batch=0, stop_batch=8))  # 4 global batches of 4 per epoch
+    ranks = [batches(ResumableSampler(16, 2, seed=3, start_batch=0, stop_batch=8, rank=r, world_size=2))
+             for r in range(2)]
+    for step in range(8):
+        assert ranks[0][step] + ranks[1][step] == single[step]
+
+
+class RandomlyAugmented(Dataset):
+    """Returns a value drawn from torch's RNG: what a random crop or flip does."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int):
+        return torch.rand(()) + index
+
+
+def loaded(num_workers: int, start: int) -> list[torch.Tensor]:
+    sampler = ResumableSampler(12, 4, seed=1, start_batch=start, stop_batch=6)
+    loader = DataLoader(SeededSamples(RandomlyAugmented()), batch_size=4, sampler=sampler, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))
+    return list(loader)
+
+
+def test_augmentations_depend_on_the_sample_not_on_workers_or_the_start():
+    state = torch.get_rng_state()
+    reference = loaded(0, 0)
+    assert torch.equal(torch.get_rng_state(), state)  # the process's RNG is left alone
+    assert all(torch.equal(a, b) for a, b in zip(loaded(2, 0), reference))
+    assert all(torch.equal(a, b) for a, b in zip(loaded(0, 2), reference[2:]))
+    assert not torch.equal(reference[0], reference[3])  # epoch 1 draws new augmentations
+
+
+RUN = ["data=synthetic", "data.samples_per_domain=40", "backbone=dtn", "method=cdan_e", "norm=transnorm",
+       "trainer.iterations=60", "trainer.eval_every=15", "trainer.deterministic=true", "logger=none",
+       "trainer.progress=false"]
+
+
+def train(output: Path, *extra: str, wait: bool = True):
+    command = [sys.executable, str(ROOT / "train.py"), *RUN, f"trainer.output_dir={output}", *extra]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if wait:
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, out
+        return out
+    return process
+
+
+def run_folder(output: Path) -> Path:
+    (folder,) = [path for path in output.iterdir() if path.is_dir()]
+    return folder
+
+
+def metrics(folder: Path) -> list[dict]:
+    return [{key: value for key, value in json.loads(line).items() if key != "wall_time_s"}
+            for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    train(tmp_path / "whole")
+    whole = run_folder(tmp_path / "whole")
+
+    process = train(tmp_path / "killed", wait=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:  # kill once the second checkpoint is on disk
+        folder = next((p for p in (tmp_path / "killed").glob("*") if p.is_dir()), None)
+        if folder and (folder / "metrics.jsonl").exists() and len(metrics(folder)) >= 2:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = run_folder(tmp_path / "killed")
+    assert not (killed / "done").exists()
+
+    out = train(tmp_path / "killed")
+    assert "resuming" in out
+    assert metrics(killed) == metrics(whole)
+    final = torch.load(killed / "checkpoint.pt", weights_only=True)
+    reference = torch.load(whole / "checkpoint.pt", weights_only=True)
+    for part in ("model", "method"):
+        assert final[part].keys() == reference[part].keys()
+        for key, value in reference[part].items():
+            assert torch.equal(final[part][key], value), f"{part}.{key} differs after resuming"
+    assert json.loads((killed / "summary.json").read_text())["target_accuracy_last"] == \
+        json.loads((whole / "summary.json").read_text())["target_accuracy_last"]
+
+    again = train(tmp_path / "killed")
+    assert "already finished, nothing to do" in again
