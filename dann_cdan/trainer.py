@@ -89,7 +89,7 @@ def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
     process stops when any one's loss went bad."""
     if not history:
         return
-    names = list(history[0][1])
+    names = [name for name in history[0][1] if name != "loss"] + ["loss"]  # name the term, not their sum
     device = next((value.device for value in history[0][1].values() if torch.is_tensor(value)), None)
     values = torch.stack([torch.stack([torch.as_tensor(terms[name], dtype=torch.float32, device=device)
                                        for name in names]) for _, terms in history]).cpu()
@@ -102,8 +102,8 @@ def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
         step, name = history[row][0], names[column]
         raise TrainingDivergedError(
             f"the loss went non-finite at iteration {step} ({name} = {float(values[row, column])}): the run stopped "
-            f"and kept its last good checkpoint; lower optim.lr (or trainer.amp=false) and run the same command to "
-            f"resume from it"
+            f"and kept its last good checkpoint; lower optim.optimizer.lr (or set trainer.amp=false) and run the same "
+            f"command to resume from it"
         )
 
 

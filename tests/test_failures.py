@@ -2,21 +2,28 @@
 unreadable checkpoints; and what checkpoint loading refuses."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import dann_cdan.trainer as trainer_module
 from dann_cdan.experiment import train
 from dann_cdan.run import RunFolder
+from conftest import run_cli
 from dann_cdan.trainer import check_finite
 from normda.errors import ConfigError, OutOfMemory, TrainingDivergedError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_check_finite_names_the_first_bad_iteration_and_term():
     history = [(7, {"loss": torch.tensor(1.0), "transfer_loss": torch.tensor(0.5)}),
                (8, {"loss": torch.tensor(float("inf")), "transfer_loss": torch.tensor(float("nan"))}),
                (9, {"loss": torch.tensor(float("nan")), "transfer_loss": 0.1})]
-    with pytest.raises(TrainingDivergedError, match=r"iteration 8 \(loss = inf\)"):
+    with pytest.raises(TrainingDivergedError, match=r"iteration 8 \(transfer_loss = nan\)"):
         check_finite(history)
     check_finite(history[:1])
 
@@ -32,7 +39,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_config
 
     monkeypatch.setattr(trainer_module.F, "cross_entropy", breaks_at_iteration_13)
     cfg = make_config("trainer.iterations=30", "trainer.eval_every=10", "method=dann")
-    with pytest.raises(TrainingDivergedError, match=r"non-finite at iteration 13 \(loss = nan\)"):
+    with pytest.raises(TrainingDivergedError, match=r"non-finite at iteration 13 \(classification_loss = nan\)"):
         train(cfg, tmp_path / "run")
     run = RunFolder(tmp_path / "run")
     assert run.load_checkpoint()["step"] == 10
@@ -72,3 +79,18 @@ def test_checkpoints_load_without_running_pickled_code(tmp_path, capsys):
     with pytest.raises(ConfigError, match="cannot read the checkpoint"):
         run.load_checkpoint()
     assert "this code ran" not in capsys.readouterr().out
+
+
+def test_a_diverging_job_in_a_sweep_fails_alone_and_collect_lists_it(tmp_path):
+    result = run_cli("-m", "data=synthetic", "optim.optimizer.lr=1e12,0.01", "logger=none", "trainer.progress=false",
+                     "trainer.iterations=6", "trainer.eval_every=3", f"trainer.output_dir={tmp_path / 'runs'}",
+                     cwd=tmp_path)
+    assert result.returncode != 0  # Hydra reports the failed job after running the others
+    runs = sorted(path for path in (tmp_path / "runs").iterdir() if path.is_dir())
+    assert sorted((run / "done").exists() for run in runs) == [False, True]
+    [failed] = [run for run in runs if not (run / "done").exists()]
+    assert "the loss went non-finite at iteration" in (failed / "failed").read_text()
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "collect.py"), str(tmp_path / "runs"), "--out",
+                            str(tmp_path / "tables")], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert "failed (the loss went non-finite at iteration" in table.stdout
