@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,48 @@ def test_torchrun_trains_one_run_with_ddp_and_synchronised_transnorm(tmp_path):
     assert len(checkpoint["rng"]) == 2 and checkpoint["step"] == 6
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def torchrun(output: Path, *extra: str, wait: bool = True):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(ROOT / "train.py"),
+               "data=synthetic", "data.samples_per_domain=40", "norm=transnorm", "norm.sync=true", "method=cdan_e",
+               "trainer.device=cpu", "trainer.deterministic=true", "logger=none", "trainer.progress=false",
+               "trainer.iterations=40", "trainer.eval_every=10", f"trainer.output_dir={output}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    if wait:
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, out[-3000:]
+    return process
+
+
+@pytest.mark.slow
+def test_a_killed_torchrun_job_resumes_to_the_uninterrupted_result(tmp_path):
+    """Both processes killed (SIGKILL to the whole group) after the second checkpoint, then started again: the run
+    ends with the metrics and weights of an uninterrupted 2-process run (every process's RNG and data share)."""
+    torchrun(tmp_path / "whole")
+    process = torchrun(tmp_path / "killed", wait=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        metrics = list((tmp_path / "killed").glob("*/metrics.jsonl"))
+        if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the job ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    torchrun(tmp_path / "killed")
+    [whole], [killed] = ([p for p in (tmp_path / name).iterdir() if p.is_dir()] for name in ("whole", "killed"))
+
+    def records(run: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if k != "wall_time_s"}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert records(killed) == records(whole) and len(records(whole)) == 4
+    final, reference = (torch.load(run / "checkpoint.pt", weights_only=True) for run in (killed, whole))
+    for key, value in reference["model"].items():
+        assert torch.equal(final["model"][key], value), key
 
 
 if __name__ == "__main__":
