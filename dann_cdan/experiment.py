@@ -93,7 +93,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         try:
             return _train(cfg, run_dir)
         except torch.OutOfMemoryError as error:
-            raise OutOfMemory(f"out of memory on {cfg.trainer.device} ({str(error).splitlines()[0][:120]}): lower "
+            raise OutOfMemory(f"out of memory ({str(error).splitlines()[0][:120]}): lower "
                               f"data.batch_size (now {cfg.data.batch_size}) or data.image_size, or set "
                               f"trainer.amp=true") from error
     except Exception as error:

@@ -157,7 +157,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
-        set_rng_state(state["rng"][self.distributed.rank])
+        rng = state["rng"]
+        set_rng_state(rng if isinstance(rng, dict) else rng[self.distributed.rank])  # a dict: a pre-DDP checkpoint
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
         self.run.keep_metrics_until(self.step)
         log.info("resuming %s from iteration %d", self.run.path, self.step)

@@ -30,10 +30,10 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain, copy_running_stats
+from normalization.domain import DomainAwareNorm, check_domain, check_sync, copy_running_stats
 from normalization.registry import Normalization, copy_affine, layer_label, register
 from normalization.split_batchnorm import batch_moments
-from normalization.sync import distributed_world, global_moments
+from normalization.sync import distributed_world, global_moments, local_moments
 from normda.errors import BatchTooSmallError, ConfigError
 
 
@@ -123,19 +123,11 @@ class _AutoDIALFunction(torch.autograd.Function):
         return grad_x, sum_g_x_hat.sum(0), sum_g.sum(0), grad_alpha, None, None
 
 
-def local_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Means and biased variances ``(D, C)`` and value counts ``(D,)`` of each part, in this process."""
-    var, mean = (torch.stack(moments) for moments in zip(
-        *(torch.var_mean(part, dim=(0, *range(2, part.dim())), correction=0) for part in parts)))
-    counts = torch.tensor([part.numel() // part.shape[1] for part in parts], dtype=mean.dtype, device=mean.device)
-    return mean, var, counts
-
-
 def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps: float, moments=local_moments
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The normalised two-domain batch (before gamma/beta), the ``(2, C)`` mixed means and variances and the value
     count of each domain, in plain differentiable ops; ``moments`` computes the per-domain statistics
-    (:func:`local_moments`, or ``normalization.sync.global_moments`` over all processes)."""
+    (``normalization.sync.local_moments``, or ``global_moments`` over all processes)."""
     parts = (x[:n_source], x[n_source:])
     mean, var, counts = moments(list(parts))
     mixed_mean, mixed_var = mixed_statistics(alpha, mean, var)
@@ -230,7 +222,7 @@ class AutoDIAL(Normalization):
         self.layer_options = dict(running_average=running_average, moving_average_fraction=moving_average_fraction,
                                   momentum=momentum)
         self.test_stats = test_stats
-        self.sync = sync
+        self.sync = check_sync(sync)
 
     def replace(self, bn: _BatchNorm) -> AutoDIALNorm:
         layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, **self.layer_options))

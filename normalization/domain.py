@@ -26,6 +26,13 @@ def check_domain(domain: str, key: str) -> None:
         raise ConfigError(f"{key}={domain!r} is not a domain: choose source or target")
 
 
+def check_sync(sync: object) -> bool:
+    """``norm.sync`` must be true or false."""
+    if not isinstance(sync, bool):
+        raise ConfigError(f"norm.sync={sync!r} is not a boolean: set norm.sync=true or norm.sync=false")
+    return sync
+
+
 def copy_running_stats(bn: _BatchNorm, layer: nn.Module, domains: tuple[str, ...] = DOMAINS) -> None:
     """Copy a BatchNorm's running mean/var into ``layer.running_mean_<domain>``/``running_var_<domain>`` for every
     domain (pretrained statistics start both domains), and its batch counter."""

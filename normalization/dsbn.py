@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain
+from normalization.domain import DomainAwareNorm, check_domain, check_sync
 from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
 from normalization.split_batchnorm import split_batch_norm
 from normda.errors import BatchTooSmallError
@@ -75,7 +75,7 @@ class DSBN(Normalization):
     def __init__(self, test_stats: str = "target", sync: bool = False):
         check_domain(test_stats, "norm.test_stats")
         self.test_stats = test_stats
-        self.sync = sync
+        self.sync = check_sync(sync)
 
     def replace(self, bn: _BatchNorm) -> DomainSpecificBatchNorm:
         layer = DomainSpecificBatchNorm(bn)

@@ -31,9 +31,9 @@ def _sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
     return collectives.all_reduce(tensor, "sum", dist.group.WORLD)
 
 
-def global_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Means and biased variances ``(D, C)`` and value counts ``(D,)`` of each of the ``D`` parts over all processes
-    (a part may be empty on some process). Differentiable; float32 for half-precision input."""
+def local_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Means and biased variances ``(D, C)`` and value counts ``(D,)`` of each of the ``D`` parts in this process (an
+    empty part has zeros). Differentiable; float32 for half-precision input."""
     rows_mean, rows_var, counts = [], [], []
     for part in parts:
         values = part.float() if part.dtype in (torch.float16, torch.bfloat16) else part
@@ -46,7 +46,13 @@ def global_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
         rows_var.append(var)
         counts.append(count)
     mean, var = torch.stack(rows_mean), torch.stack(rows_var)
-    count = torch.tensor(counts, dtype=mean.dtype, device=mean.device).unsqueeze(1)  # (D, 1)
+    return mean, var, torch.tensor(counts, dtype=mean.dtype, device=mean.device)
+
+
+def global_moments(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`local_moments` over all processes (a part may be empty on some of them)."""
+    mean, var, counts = local_moments(parts)
+    count = counts.unsqueeze(1)  # (D, 1)
     total = _sum_over_processes(torch.cat([count, count * mean], dim=1))  # (D, 1 + C): counts and sums
     global_count = total[:, :1]
     global_mean = total[:, 1:] / global_count

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain, copy_running_stats
+from normalization.domain import DomainAwareNorm, check_domain, check_sync, copy_running_stats
 from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
 from normalization.split_batchnorm import split_batch_norm
 from normda.errors import BatchTooSmallError, ConfigError
@@ -223,7 +223,7 @@ class TransNorm(Normalization):
         transferability_alpha(*torch.ones(4, 1), 1e-5, distance, probability)  # rejects unknown names now
         self.layer_options = dict(alpha=alpha, distance=distance, probability=probability)
         self.test_stats = test_stats
-        self.sync = sync
+        self.sync = check_sync(sync)
 
     def replace(self, bn: _BatchNorm) -> _TransNorm:
         layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,

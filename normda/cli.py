@@ -81,15 +81,17 @@ def check_groups(overrides: list[Override], conf_dir: Path) -> None:
                                   f"of {', '.join(options)}")
 
 
-def all_keys(node: DictConfig, prefix: str = "") -> list[str]:
-    keys = []
-    for key in node.keys():
-        path = f"{prefix}{key}"
-        keys.append(path)
-        child = node._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
-            keys.extend(all_keys(child, f"{path}."))
-    return keys
+def all_keys(cfg: DictConfig) -> list[str]:
+    """Every dotted key of ``cfg`` (unresolved: interpolations are not evaluated)."""
+    def walk(tree: dict, prefix: str) -> list[str]:
+        keys = []
+        for key, value in tree.items():
+            keys.append(f"{prefix}{key}")
+            if isinstance(value, dict):
+                keys.extend(walk(value, f"{prefix}{key}."))
+        return keys
+
+    return walk(OmegaConf.to_container(cfg, resolve=False), "")
 
 
 def compose_first(overrides: list[Override], conf_dir: Path, config_name: str,

@@ -59,6 +59,8 @@ CATALOGUE = [
     ("seed that is not a number", ["seed=abc"], "seed='abc' is not an integer"),
     ("zero iterations", ["trainer.iterations=0"], "trainer.iterations=0: give a whole number of at least 1"),
     ("held-out fraction out of range", ["data.source_val_fraction=1.5"], "data.source_val_fraction=1.5"),
+    ("norm.sync that is not a boolean", ["norm.sync=maybe"], "norm.sync='maybe' is not a boolean"),
+    ("norm.sync on a norm without per-domain statistics", ["norm=bn", "norm.sync=true"], "unknown key norm.sync"),
     ("unknown autocast dtype", ["trainer.amp=true", "trainer.amp_dtype=float8"],
      "trainer.amp_dtype='float8' is not an autocast dtype"),
 ]
