@@ -38,7 +38,8 @@ def _statistics_dtype(x: torch.Tensor) -> torch.dtype:
 
 def batch_moments(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance over every axis but dim 1, in float32 for float16/bfloat16 input."""
-    return torch.batch_norm_update_stats(part.to(_statistics_dtype(part)), None, None, 0.0)
+    dtype = _statistics_dtype(part)
+    return torch.batch_norm_update_stats(part if part.dtype == dtype else part.to(dtype), None, None, 0.0)
 
 
 def _per_domain(momentum: float | dict) -> dict:
@@ -89,23 +90,25 @@ class _SplitBatchNorm(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight_source, weight_target, *saved = ctx.saved_tensors
         scale = ctx.scale
-        grads_x, grads_affine = [], [None, None, None, None]
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grads_affine = [None, None, None, None]
         for index, (domain, start, stop) in enumerate(ctx.parts):
             weight = (weight_source, weight_target)[domain]
             has_affine = ctx.weights_present[domain]
             if scale is not None:
                 weight = weight * scale if has_affine else scale
-            grad_part, grad_weight, grad_bias = _aten.native_batch_norm_backward(
-                grad_out[start:stop], x[start:stop], weight, None, None, saved[2 * index], saved[2 * index + 1],
-                True, ctx.eps, [ctx.needs_input_grad[0], has_affine, has_affine])
-            grads_x.append(grad_part)
+            arguments = (grad_out[start:stop], x[start:stop], weight, None, None, saved[2 * index],
+                         saved[2 * index + 1], True, ctx.eps)
+            if grad_x is not None:  # each part's input gradient straight into its rows (no concatenation)
+                grad_weight, grad_bias = saved[2 * index].new_empty((2, x.shape[1])).unbind()
+                _aten.native_batch_norm_backward.out(*arguments, [True, True, True], out0=grad_x[start:stop],
+                                                     out1=grad_weight, out2=grad_bias)
+            else:
+                _, grad_weight, grad_bias = _aten.native_batch_norm_backward(*arguments, [False, has_affine, has_affine])
             if has_affine:
                 if scale is not None:
                     grad_weight, grad_bias = grad_weight * scale, grad_bias * scale
                 grads_affine[2 * domain: 2 * domain + 2] = grad_weight, grad_bias
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = grads_x[0] if len(grads_x) == 1 else torch.cat(grads_x)
         return grad_x, *grads_affine, None, None, None, None, None
 
 
