@@ -19,10 +19,13 @@ target row. A single-domain batch normalises by its own statistics and updates i
 
 The two-domain training step runs on ATen's batch-norm kernels (:class:`_AutoDIALFunction`): the per-domain moments
 come from ``batch_norm_update_stats``, each part is normalised by its mixed statistics in one pass, and the backward
-pass adds the gradient through the four moments and alpha to the kernel's input gradient. ``torch.compile`` traces the
-plain formulation (:func:`reference_autodial`), which Inductor fuses by itself.
+pass takes each part's gradient sums from the kernel's backward and writes the input gradient, paths through the four
+moments and alpha included, in two passes. ``torch.compile`` traces the plain formulation (:func:`reference_autodial`),
+which Inductor fuses by itself.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain, check_sync, copy_running_stats
+from normalization.domain import DOMAINS, DomainAwareNorm, check_domain, check_sync, copy_running_stats
 from normalization.registry import Normalization, copy_affine, layer_label, register
 from normalization.split_batchnorm import batch_moments
 from normalization.sync import distributed_world, global_moments, local_moments
@@ -40,101 +43,128 @@ from normda.errors import BatchTooSmallError, ConfigError
 _aten = torch.ops.aten
 
 
-def mixed_statistics(alpha: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cross-domain statistics that normalise each part (the AutoDIAL paper, Eq. 4-5). ``mean`` and ``var`` are
-    ``(2, C)``: the per-domain means and biased variances, source row first; row ``d`` of the result is
-    ``alpha stat_d + (1 - alpha) stat_other``, plus ``alpha (1 - alpha) (mu_s - mu_t)^2`` for the variance."""
-    cross = alpha * (1 - alpha) * (mean[0] - mean[1]).square()
-    return torch.lerp(mean.flip(0), mean, alpha), torch.lerp(var.flip(0), var, alpha) + cross
+def _mix(alpha: torch.Tensor, moments: torch.Tensor):
+    swapped = moments.flip(0)
+    difference = moments - swapped  # (2, 2, C): moments - J moments, J the domain swap
+    squared = difference[:, 0].square()  # (mu_s - mu_t)^2 in both rows
+    spread = alpha * (1 - alpha)
+    mixed = torch.lerp(swapped, moments, alpha)
+    mixed[:, 1].addcmul_(squared, spread)
+    return mixed, difference, squared, spread
 
 
-def mixed_statistics_backward(alpha: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-                              grad_mixed_mean: torch.Tensor, grad_mixed_var: torch.Tensor
-                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The gradients of :func:`mixed_statistics` with respect to alpha, ``mean`` and ``var`` given those of its outputs:
-    with ``delta = mu_s - mu_t`` and ``G`` the sum of both rows of ``dL/dvar'``,
-    ``dL/dmu_s = a dL/dmu_s' + (1 - a) dL/dmu_t' + 2 a (1 - a) delta G`` (the target row with ``-delta``),
-    ``dL/dvar_s = a dL/dvar_s' + (1 - a) dL/dvar_t'`` and
-    ``dL/da = sum_c delta (dL/dmu_s' - dL/dmu_t') + (var_s - var_t)(dL/dvar_s' - dL/dvar_t') + (1 - 2a) delta^2 G``."""
-    delta = mean[0] - mean[1]
-    both = grad_mixed_var.sum(0)
-    cross = 2 * alpha * (1 - alpha) * delta * both
-    grad_alpha = (delta * (grad_mixed_mean[0] - grad_mixed_mean[1]) + (var[0] - var[1]) * (grad_mixed_var[0] -
-                  grad_mixed_var[1]) + (1 - 2 * alpha) * delta.square() * both).sum()
-    grad_mean = torch.lerp(grad_mixed_mean.flip(0), grad_mixed_mean, alpha) + torch.stack([cross, -cross])
-    return grad_alpha, grad_mean, torch.lerp(grad_mixed_var.flip(0), grad_mixed_var, alpha)
+def mixed_statistics(alpha: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
+    """The cross-domain statistics that normalise each part (the AutoDIAL paper, Eq. 4-5). ``moments`` is
+    ``(2, 2, C)``: ``[domain][mean, biased variance]``, source first; row ``d`` of the result holds
+    ``mu_d' = alpha mu_d + (1 - alpha) mu_other`` and ``var_d' = alpha var_d + (1 - alpha) var_other + alpha (1 -
+    alpha) (mu_s - mu_t)^2`` (exactly the part's own moments at alpha = 1)."""
+    return _mix(alpha, moments)[0]
+
+
+def mixed_statistics_with_derivatives(alpha: torch.Tensor, moments: torch.Tensor
+                                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`mixed_statistics` (not differentiable) and two pieces of its derivative for
+    :func:`mixed_statistics_backward`: ``dmixed/dalpha = moments - J moments`` plus ``(1 - 2 alpha)(mu_s - mu_t)^2`` on
+    the variances, and ``cross_slope``, the ``(2, C)`` derivative of ``alpha (1 - alpha)(mu_s - mu_t)^2`` with respect
+    to ``mu_s`` and ``mu_t``: ``+-2 alpha (1 - alpha)(mu_s - mu_t)``."""
+    mixed, difference, squared, spread = _mix(alpha, moments)
+    cross_slope = difference[:, 0] * (2 * spread)
+    difference[:, 1].addcmul_(squared, 1 - 2 * alpha)
+    return mixed, difference, cross_slope
+
+
+def mixed_statistics_backward(alpha: torch.Tensor, grad_mixed: torch.Tensor, mixed_by_alpha: torch.Tensor,
+                              cross_slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of :func:`mixed_statistics` with respect to alpha and ``moments`` given ``grad_mixed`` (its
+    output's): ``dL/dalpha = sum dL/dmixed * dmixed/dalpha`` and ``dL/dmoments = alpha dL/dmixed + (1 - alpha) J
+    dL/dmixed``, plus ``cross_slope (dL/dvar_s' + dL/dvar_t')`` on the means."""
+    grad_alpha = (grad_mixed * mixed_by_alpha).sum()
+    grad_moments = torch.lerp(grad_mixed.flip(0), grad_mixed, alpha)
+    grad_moments[:, 0].addcmul_(cross_slope, grad_mixed[:, 1].sum(0))
+    return grad_alpha, grad_moments
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_constants(channels: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ones (a variance that, with eps = 0, makes the eval-mode kernel a plain per-channel affine map) and the empty
+    tensor the kernel's out= form takes for the batch statistics it does not compute."""
+    return torch.ones(channels, dtype=dtype, device=device), torch.empty(0, dtype=dtype, device=device)
 
 
 class _AutoDIALFunction(torch.autograd.Function):
-    """The two-domain AutoDIAL training step. Returns the output and the ``(2, C)`` mixed means and variances (for
-    the running averages).
+    """The two-domain AutoDIAL training step on ATen's batch-norm kernels; it updates the running statistics through
+    ``update_running(rows, values)`` with ``rows = (mu_s', var_s', mu_t', var_t')``.
 
-    Forward: the moments of each part come from ``batch_norm_update_stats``, and each part is normalised by its mixed
-    statistics with the eval-mode batch-norm kernel, straight into its rows of the output. Backward: with
-    ``r_d = (var_d' + eps)^-1/2`` for the mixed statistics ``(mu_d', var_d')`` of part ``d``, the kernel's eval-mode
-    backward gives the sums ``G1 = sum g`` and ``G2 = sum g x_hat``; then ``dL/dmu_d' = -gamma r_d G1`` and
-    ``dL/dvar_d' = -gamma r_d^2 G2 / 2`` go back through :func:`mixed_statistics_backward` to the moments and alpha,
-    and the input gradient of part ``d`` (``m`` values per channel) is
-    ``gamma r_d g + dL/dmu_d / m + 2 dL/dvar_d (x - mu_d) / m``."""
+    Forward: each part's moments come from ``batch_norm_update_stats``, and the part is normalised by its mixed
+    statistics with the eval-mode batch-norm kernel, straight into its rows of the output. Backward: with ``r_d =
+    (var_d' + eps)^-1/2``, the kernel's eval-mode backward gives each part's sums ``G1 = sum g`` and ``G2 = sum g
+    x_hat``, so ``dL/dmu_d' = -gamma r_d G1`` and ``dL/dvar_d' = -gamma r_d^2 G2 / 2``; these go back through
+    :func:`mixed_statistics_backward` to alpha and the moments, and the input gradient of part ``d`` (``m`` values
+    per channel) is ``gamma r_d g + 2 dL/dvar_d (x - mu_d) / m + dL/dmu_d / m``: the eval-mode kernel writes the last
+    two terms as a per-channel affine map of ``x``, and one ``addcmul_`` adds the first."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, alpha, n_source, eps):
-        parts = ((0, n_source), (n_source, x.shape[0]))
-        (mean_s, var_s), (mean_t, var_t) = (batch_moments(x[start:stop]) for start, stop in parts)
-        mean, var = torch.stack([mean_s, mean_t]), torch.stack([var_s, var_t])
-        mixed_mean, mixed_var = mixed_statistics(alpha, mean, var)
+    def forward(ctx, x, weight, bias, alpha, n_source, eps, update_running):
+        sizes = (n_source, x.shape[0] - n_source)
+        parts = x.split(sizes)
+        moment_rows = [moment for part in parts for moment in batch_moments(part)]  # mu_s, var_s, mu_t, var_t
+        mixed, ctx.mixed_by_alpha, ctx.cross_slope = mixed_statistics_with_derivatives(
+            alpha, torch.stack(moment_rows).view(2, 2, -1))
+        rows = mixed.view(4, -1).unbind()
+        _, empty = _kernel_constants(x.shape[1], mixed.dtype, x.device)
         out = torch.empty_like(x)
-        empty = mean.new_empty(0)
-        for (start, stop), part_mean, part_var in zip(parts, mixed_mean, mixed_var):
-            _aten.native_batch_norm.out(x[start:stop], weight, bias, part_mean, part_var, False, 0.0, eps,
-                                        out=out[start:stop], save_mean=empty, save_invstd=empty.clone())
-        ctx.parts, ctx.eps = parts, eps
-        ctx.save_for_backward(x, weight, alpha, mean, var, mixed_mean, mixed_var)
-        ctx.mark_non_differentiable(mixed_mean, mixed_var)
-        return out, mixed_mean, mixed_var
+        for part, out_part, mean, var in zip(parts, out.split(sizes), rows[::2], rows[1::2]):
+            _aten.native_batch_norm.out(part, weight, bias, mean, var, False, 0.0, eps, out=out_part,
+                                        save_mean=empty, save_invstd=empty)
+        update_running(rows, x.numel() // x.shape[1])
+        ctx.means, ctx.rows, ctx.sizes, ctx.eps = moment_rows[::2], rows, sizes, eps
+        ctx.save_for_backward(x, weight, alpha, mixed)
+        return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out, *unused):
-        x, weight, alpha, mean, var, mixed_mean, mixed_var = ctx.saved_tensors
-        parts = [(grad_out[start:stop], x[start:stop]) for start, stop in ctx.parts]
+    def backward(ctx, grad_out):
+        x, weight, alpha, mixed = ctx.saved_tensors
+        sizes, rows = ctx.sizes, ctx.rows
+        parts, grads = x.split(sizes), grad_out.split(sizes)
         (_, sum_g_x_hat_s, sum_g_s), (_, sum_g_x_hat_t, sum_g_t) = (
-            _aten.native_batch_norm_backward(grad, part, weight, part_mean, part_var, None, None, False, ctx.eps,
+            _aten.native_batch_norm_backward(grad, part, weight, mean, var, None, None, False, ctx.eps,
                                              [False, True, True])
-            for (grad, part), part_mean, part_var in zip(parts, mixed_mean, mixed_var))
-        sum_g_x_hat, sum_g = torch.stack([sum_g_x_hat_s, sum_g_x_hat_t]), torch.stack([sum_g_s, sum_g_t])
-        invstd = torch.rsqrt(mixed_var + ctx.eps)
-        input_scale = weight * invstd
-        grad_alpha, grad_mean, grad_var = mixed_statistics_backward(
-            alpha, mean, var, -input_scale * sum_g, -0.5 * input_scale * invstd * sum_g_x_hat)
-        # per part: dL/dx = input_scale g + slope x + offset, with slope = 2 dL/dvar / m, offset = dL/dmu / m - slope mu
-        counts = [part.numel() // part.shape[1] for _, part in parts]
-        inverse_count = mean.new_full((2, 1), 1.0 / counts[0])
-        if counts[1] != counts[0]:
-            inverse_count[1] = 1.0 / counts[1]
-        slope = grad_var * inverse_count * 2.0
-        offset = grad_mean * inverse_count - slope * mean
+            for grad, part, mean, var in zip(grads, parts, rows[::2], rows[1::2]))
+        sums = torch.stack((sum_g_s, sum_g_x_hat_s, sum_g_t, sum_g_x_hat_t)).view(2, 2, -1)
+        grad_bias, grad_weight = sums.sum(0).unbind()
+        invstd = (mixed[:, 1] + ctx.eps).rsqrt_()
+        input_scale = weight * invstd  # (2, C): gamma r_d
+        grad_mixed = sums.mul_(torch.stack((input_scale, input_scale * invstd * 0.5), dim=1).neg_())
+        grad_alpha, grad_moments = mixed_statistics_backward(alpha, grad_mixed, ctx.mixed_by_alpha, ctx.cross_slope)
+        counts = [size * x[0].numel() // x.shape[1] for size in sizes]  # values per channel in each part
+        inverse_count = 1.0 / counts[0] if counts[0] == counts[1] else mixed.new_tensor([[1.0 / c] for c in counts])
+        slopes = (grad_moments[:, 1] * (2.0 * inverse_count)).unbind()
+        offsets = (grad_moments[:, 0] * inverse_count).unbind()
+        ones, empty = _kernel_constants(x.shape[1], mixed.dtype, x.device)
         grad_x = torch.empty_like(x)
-        shape = (2, -1) + (1,) * (x.dim() - 2)
-        for (start, stop), (grad, part), part_offset, part_scale, part_slope in zip(
-                ctx.parts, parts, offset.view(shape), input_scale.view(shape), slope.view(shape)):
-            torch.addcmul(part_offset, grad, part_scale, out=grad_x[start:stop])
-            grad_x[start:stop].addcmul_(part, part_slope)
-        return grad_x, sum_g_x_hat.sum(0), sum_g.sum(0), grad_alpha, None, None
+        for grad, part, grad_part, mean, slope, offset, scale in zip(
+                grads, parts, grad_x.split(sizes), ctx.means, slopes, offsets,
+                input_scale.view((2, -1) + (1,) * (x.dim() - 2))):
+            # slope (x - mu_d) + offset: the eval-mode kernel with weight = slope, bias = offset, var = 1 and eps = 0
+            _aten.native_batch_norm.out(part, slope, offset, mean, ones, False, 0.0, 0.0, out=grad_part,
+                                        save_mean=empty, save_invstd=empty)
+            grad_part.addcmul_(grad, scale)
+        return grad_x, grad_weight, grad_bias, grad_alpha, None, None, None
 
 
 def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps: float, moments=local_moments
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The normalised two-domain batch (before gamma/beta), the ``(2, C)`` mixed means and variances and the value
-    count of each domain, in plain differentiable ops; ``moments`` computes the per-domain statistics
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The normalised two-domain batch (before gamma/beta), the ``(2, 2, C)`` mixed statistics and the value count of
+    each domain, in plain differentiable ops; ``moments`` computes the per-domain statistics
     (``normalization.sync.local_moments``, or ``global_moments`` over all processes)."""
     parts = (x[:n_source], x[n_source:])
     mean, var, counts = moments(list(parts))
-    mixed_mean, mixed_var = mixed_statistics(alpha, mean, var)
+    mixed = mixed_statistics(alpha, torch.stack((mean, var), dim=1))
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    outputs = [(part - mixed_mean[d].view(shape)) / torch.sqrt(mixed_var[d].view(shape) + eps)
+    outputs = [(part - mixed[d, 0].view(shape)) / torch.sqrt(mixed[d, 1].view(shape) + eps)
                for d, part in enumerate(parts)]
-    return torch.cat(outputs, dim=0).to(x.dtype), mixed_mean, mixed_var, counts
+    return torch.cat(outputs, dim=0).to(x.dtype), mixed, counts
 
 
 class AutoDIALNorm(DomainAwareNorm, nn.Module):
@@ -181,34 +211,36 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         values = x.numel() // self.num_features
         if not (n_source and n_target):  # one domain: its own statistics, as BatchNorm
             out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
-            self._update("source" if n_source else "target", mean, invstd.pow(-2) - self.eps, values)
+            with torch.no_grad():
+                self._update(("source",) if n_source else ("target",), (mean, invstd.pow(-2) - self.eps), values)
             return out
         synced = self.sync and distributed_world() > 1
-        if synced or torch.compiler.is_compiling():
-            shape = (1, self.num_features) + (1,) * (x.dim() - 2)
-            x_hat, mixed_mean, mixed_var, counts = reference_autodial(
-                x, self.alpha, n_source, self.eps, global_moments if synced else local_moments)
-            out = self.weight.view(shape) * x_hat + self.bias.view(shape)
-            values = counts.sum() if synced else values
-        else:
-            out, mixed_mean, mixed_var = _AutoDIALFunction.apply(x, self.weight, self.bias, self.alpha, n_source,
-                                                                 self.eps)
-        for index, domain in enumerate(("source", "target")):
-            self._update(domain, mixed_mean[index], mixed_var[index], values)
-        return out
+        if not (synced or torch.compiler.is_compiling()):
+            return _AutoDIALFunction.apply(x, self.weight, self.bias, self.alpha, n_source, self.eps,
+                                           functools.partial(self._update, DOMAINS))
+        shape = (1, self.num_features) + (1,) * (x.dim() - 2)
+        x_hat, mixed, counts = reference_autodial(x, self.alpha, n_source, self.eps,
+                                                  global_moments if synced else local_moments)
+        with torch.no_grad():
+            self._update(DOMAINS, mixed.detach().view(4, -1).unbind(), counts.sum() if synced else values)
+        return self.weight.view(shape) * x_hat + self.bias.view(shape)
 
-    @torch.no_grad()
-    def _update(self, domain: str, mean: torch.Tensor, var: torch.Tensor, values: int) -> None:
-        running_mean = getattr(self, f"running_mean_{domain}")
-        running_var = getattr(self, f"running_var_{domain}")
-        if self.running_average == "caffe":
-            weight = getattr(self, f"running_weight_{domain}")
-            factor = weight.mul_(self.moving_average_fraction).add_(1.0).reciprocal()
-        else:
-            factor = self.momentum
-        running_mean.lerp_(mean.detach(), factor)  # r <- r + factor (stat - r)
+    def _update(self, domains: tuple[str, ...], rows: tuple[torch.Tensor, ...], values) -> None:
+        """Average ``rows = (mean, biased variance)`` of each of ``domains`` into its running statistics: ``r <- r +
+        factor (stat - r)`` with Caffe's ``factor = 1 / s``, ``s <- l s + 1`` (or BatchNorm's momentum); the variance
+        stored is unbiased with ``values`` per channel. Called without autograd."""
         correction = values / (values - 1).clamp(min=1) if torch.is_tensor(values) else values / max(values - 1, 1)
-        running_var.lerp_(var.detach() * correction, factor)
+        batch = list(rows)
+        batch[1::2] = torch._foreach_mul(rows[1::2], correction)
+        running = [getattr(self, f"running_{moment}_{domain}") for domain in domains for moment in ("mean", "var")]
+        if self.running_average == "pytorch":
+            torch._foreach_lerp_(running, batch, self.momentum)
+            return
+        scales = [getattr(self, f"running_weight_{domain}") for domain in domains]
+        torch._foreach_mul_(scales, self.moving_average_fraction)
+        torch._foreach_add_(scales, 1.0)
+        factors = torch._foreach_reciprocal(scales)
+        torch._foreach_lerp_(running, batch, [factor for factor in factors for _ in ("mean", "var")])
 
 
 @register("autodial")

@@ -13,7 +13,13 @@ from torch import nn
 
 import normalization
 from normalization import domain_split
-from normalization.autodial import _AutoDIALFunction, mixed_statistics, mixed_statistics_backward, reference_autodial
+from normalization.autodial import (
+    _AutoDIALFunction,
+    mixed_statistics,
+    mixed_statistics_backward,
+    mixed_statistics_with_derivatives,
+    reference_autodial,
+)
 from normalization.split_batchnorm import reference_split_batch_norm, split_batch_norm
 
 SPLITS = [(6, 6), (3, 9), (7, 0), (0, 5)]
@@ -87,25 +93,31 @@ def test_autodial_function_equals_autograd_through_its_moments():
     weight, bias = affine_parameters(5, seed=5)
     alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     grad = torch.randn_like(x)
-    y, *mixed = _AutoDIALFunction.apply(x, weight, bias, alpha, 4, 1e-5)
-    x_hat, *mixed_ref, counts = reference_autodial(x, alpha, 4, 1e-5)
+    updates = []
+    y = _AutoDIALFunction.apply(x, weight, bias, alpha, 4, 1e-5, lambda rows, values: updates.append((rows, values)))
+    x_hat, mixed_ref, counts = reference_autodial(x, alpha, 4, 1e-5)
     assert counts.tolist() == [4 * 12, 7 * 12]
     y_ref = x_hat * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(mixed, mixed_ref, rtol=1e-12, atol=1e-12)
+    [(rows, values)] = updates  # mu_s', var_s', mu_t', var_t'
+    torch.testing.assert_close(torch.stack(rows).view(2, 2, -1), mixed_ref.detach(), rtol=1e-12, atol=1e-12)
+    assert values == 11 * 12
     inputs = (x, weight, bias, alpha)
     for actual, expected in zip(torch.autograd.grad(y, inputs, grad), torch.autograd.grad(y_ref, inputs, grad)):
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda *a: _AutoDIALFunction.apply(*a, 4, 1e-5)[0], inputs)
+    assert torch.autograd.gradcheck(lambda *a: _AutoDIALFunction.apply(*a, 4, 1e-5, lambda *_: None), inputs)
 
 
-def test_mixed_statistics_backward_is_the_gradient_of_mixed_statistics():
+@pytest.mark.parametrize("alpha_value", [0.6, 1.0])
+def test_mixed_statistics_backward_is_the_gradient_of_mixed_statistics(alpha_value):
     generator = torch.Generator().manual_seed(6)
-    alpha = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
-    mean, var = (torch.rand(2, 4, generator=generator, dtype=torch.float64).requires_grad_() for _ in range(2))
-    grads_out = [torch.randn(2, 4, generator=generator, dtype=torch.float64) for _ in range(2)]
-    expected = torch.autograd.grad(mixed_statistics(alpha, mean, var), [alpha, mean, var], grads_out)
-    actual = mixed_statistics_backward(alpha.detach(), mean.detach(), var.detach(), *grads_out)
+    alpha = torch.tensor(alpha_value, dtype=torch.float64, requires_grad=True)
+    moments = torch.rand(2, 2, 4, generator=generator, dtype=torch.float64).requires_grad_()
+    grad_mixed = torch.randn(2, 2, 4, generator=generator, dtype=torch.float64)
+    expected = torch.autograd.grad(mixed_statistics(alpha, moments), [alpha, moments], grad_mixed)
+    mixed, mixed_by_alpha, cross_slope = mixed_statistics_with_derivatives(alpha.detach(), moments.detach())
+    torch.testing.assert_close(mixed, mixed_statistics(alpha, moments).detach(), rtol=0, atol=0)
+    actual = mixed_statistics_backward(alpha.detach(), grad_mixed, mixed_by_alpha, cross_slope)
     for a, e in zip(actual, expected):
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
