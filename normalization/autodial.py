@@ -35,7 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from normalization.domain import DOMAINS, DomainAwareNorm, check_domain, check_sync, copy_running_stats
 from normalization.registry import Normalization, copy_affine, layer_label, register
-from normalization.split_batchnorm import batch_moments
+from normalization.split_batchnorm import batch_moments, kernel_constants
 from normalization.sync import distributed_world, global_moments, local_moments
 from normda.errors import BatchTooSmallError, ConfigError
 
@@ -84,13 +84,6 @@ def mixed_statistics_backward(alpha: torch.Tensor, grad_mixed: torch.Tensor, mix
     return grad_alpha, grad_moments
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel_constants(channels: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ones (a variance that, with eps = 0, makes the eval-mode kernel a plain per-channel affine map) and the empty
-    tensor the kernel's out= form takes for the batch statistics it does not compute."""
-    return torch.ones(channels, dtype=dtype, device=device), torch.empty(0, dtype=dtype, device=device)
-
-
 class _AutoDIALFunction(torch.autograd.Function):
     """The two-domain AutoDIAL training step on ATen's batch-norm kernels; it updates the running statistics through
     ``update_running(rows, values)`` with ``rows = (mu_s', var_s', mu_t', var_t')``.
@@ -111,7 +104,7 @@ class _AutoDIALFunction(torch.autograd.Function):
         mixed, ctx.mixed_by_alpha, ctx.cross_slope = mixed_statistics_with_derivatives(
             alpha, torch.stack(moment_rows).view(2, 2, -1))
         rows = mixed.view(4, -1).unbind()
-        _, empty = _kernel_constants(x.shape[1], mixed.dtype, x.device)
+        _, empty = kernel_constants(x.shape[1], mixed.dtype, x.device)
         out = torch.empty_like(x)
         for part, out_part, mean, var in zip(parts, out.split(sizes), rows[::2], rows[1::2]):
             _aten.native_batch_norm.out(part, weight, bias, mean, var, False, 0.0, eps, out=out_part,
@@ -141,7 +134,7 @@ class _AutoDIALFunction(torch.autograd.Function):
         inverse_count = 1.0 / counts[0] if counts[0] == counts[1] else mixed.new_tensor([[1.0 / c] for c in counts])
         slopes = (grad_moments[:, 1] * (2.0 * inverse_count)).unbind()
         offsets = (grad_moments[:, 0] * inverse_count).unbind()
-        ones, empty = _kernel_constants(x.shape[1], mixed.dtype, x.device)
+        ones, empty = kernel_constants(x.shape[1], mixed.dtype, x.device)
         grad_x = torch.empty_like(x)
         for grad, part, grad_part, mean, slope, offset, scale in zip(
                 grads, parts, grad_x.split(sizes), ctx.means, slopes, offsets,

@@ -17,6 +17,7 @@ formulation instead (``reference_split_batch_norm``), which Inductor fuses by it
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
@@ -42,6 +43,13 @@ def batch_moments(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.batch_norm_update_stats(part if part.dtype == dtype else part.to(dtype), None, None, 0.0)
 
 
+@functools.lru_cache(maxsize=None)
+def kernel_constants(channels: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ones (a variance that, with eps = 0, makes the eval-mode batch-norm kernel a plain per-channel affine map) and
+    the empty tensor the kernel's out= form takes for the batch statistics it does not compute in eval mode."""
+    return torch.ones(channels, dtype=dtype, device=device), torch.empty(0, dtype=dtype, device=device)
+
+
 def _per_domain(momentum: float | dict) -> dict:
     return momentum if isinstance(momentum, dict) else {"source": momentum, "target": momentum}
 
@@ -65,7 +73,7 @@ class _SplitBatchNorm(torch.autograd.Function):
             moments[domain] = (mean, var, var * (count / (count - 1)))
         scale = channel_scale({d: (m[0], m[2]) for d, m in moments.items()}) if channel_scale is not None else None
         out = torch.empty_like(x)
-        empty = x.new_empty(0, dtype=_statistics_dtype(x))
+        _, empty = kernel_constants(x.shape[1], _statistics_dtype(x), x.device)
         saved = []
         for _, domain, start, stop, weight, bias in parts:
             mean, var, unbiased = moments[domain]
@@ -73,7 +81,7 @@ class _SplitBatchNorm(torch.autograd.Function):
                 weight = scale if weight is None else weight * scale
                 bias = None if bias is None else bias * scale
             _aten.native_batch_norm.out(x[start:stop], weight, bias, mean, var, False, 0.0, eps, out=out[start:stop],
-                                        save_mean=empty, save_invstd=empty.clone())
+                                        save_mean=empty, save_invstd=empty)
             running_mean, running_var = running[domain]
             if running_mean is not None:
                 running_mean.lerp_(mean.to(running_mean.dtype), momentum[domain])
