@@ -20,12 +20,16 @@ target row. A single-domain batch normalises by its own statistics and updates i
 The two-domain training step runs on ATen's batch-norm kernels (:class:`_AutoDIALFunction`): the per-domain moments
 come from ``batch_norm_update_stats``, each part is normalised by its mixed statistics in one pass, and the backward
 pass takes each part's gradient sums from the kernel's backward and writes the input gradient, paths through the four
-moments and alpha included, in two passes. ``torch.compile`` traces the plain formulation (:func:`reference_autodial`),
-which Inductor fuses by itself.
+moments and alpha included, in two passes. The per-channel algebra around the kernels (mixed statistics, their
+alpha-derivatives, the running rows; the backward through them) is one small matrix product each way
+(:func:`step_statistics`, :func:`moment_gradients`): every quantity is a polynomial of degree 2 in alpha times the
+moments, so a layer costs a few dozen small operations, not a hundred. ``torch.compile`` traces the plain formulation
+(:func:`reference_autodial`, :func:`mixed_statistics`), which Inductor fuses by itself.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -43,102 +47,153 @@ from normda.errors import BatchTooSmallError, ConfigError
 _aten = torch.ops.aten
 
 
-def _mix(alpha: torch.Tensor, moments: torch.Tensor):
-    swapped = moments.flip(0)
-    difference = moments - swapped  # (2, 2, C): moments - J moments, J the domain swap
-    squared = difference[:, 0].square()  # (mu_s - mu_t)^2 in both rows
-    spread = alpha * (1 - alpha)
-    mixed = torch.lerp(swapped, moments, alpha)
-    mixed[:, 1].addcmul_(squared, spread)
-    return mixed, difference, squared, spread
-
-
 def mixed_statistics(alpha: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
     """The cross-domain statistics that normalise each part (the AutoDIAL paper, Eq. 4-5). ``moments`` is
     ``(2, 2, C)``: ``[domain][mean, biased variance]``, source first; row ``d`` of the result holds
     ``mu_d' = alpha mu_d + (1 - alpha) mu_other`` and ``var_d' = alpha var_d + (1 - alpha) var_other + alpha (1 -
     alpha) (mu_s - mu_t)^2`` (exactly the part's own moments at alpha = 1)."""
-    return _mix(alpha, moments)[0]
+    swapped = moments.flip(0)
+    mixed = torch.lerp(swapped, moments, alpha)
+    gap = (moments[0, 0] - moments[1, 0]).square()
+    return torch.stack((mixed[:, 0], mixed[:, 1] + alpha * (1 - alpha) * gap), dim=1)
 
 
-def mixed_statistics_with_derivatives(alpha: torch.Tensor, moments: torch.Tensor
-                                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`mixed_statistics` (not differentiable) and two pieces of its derivative for
-    :func:`mixed_statistics_backward`: ``dmixed/dalpha = moments - J moments`` plus ``(1 - 2 alpha)(mu_s - mu_t)^2`` on
-    the variances, and ``cross_slope``, the ``(2, C)`` derivative of ``alpha (1 - alpha)(mu_s - mu_t)^2`` with respect
-    to ``mu_s`` and ``mu_t``: ``+-2 alpha (1 - alpha)(mu_s - mu_t)``."""
-    mixed, difference, squared, spread = _mix(alpha, moments)
-    cross_slope = difference[:, 0] * (2 * spread)
-    difference[:, 1].addcmul_(squared, 1 - 2 * alpha)
-    return mixed, difference, cross_slope
+#: the features of :func:`step_statistics`: the moments of both parts and the squared gap of their means
+FEATURES = ("mean_source", "var_source", "mean_target", "var_target", "gap")
+#: the rows of :func:`step_statistics`
+STEP_ROWS = ("mean_source", "var_source", "mean_target", "var_target",  # Eq. 4-5: mu_d', var_d'
+             "mean_source_by_alpha", "var_source_by_alpha", "mean_target_by_alpha", "var_target_by_alpha",
+             "cross_source", "cross_target", "running_var_source", "running_var_target")
+#: the rows of :func:`moment_gradients`
+GRADIENT_ROWS = ("offset_source", "slope_source", "offset_target", "slope_target", "var_gradient_sum")
 
 
-def mixed_statistics_backward(alpha: torch.Tensor, grad_mixed: torch.Tensor, mixed_by_alpha: torch.Tensor,
-                              cross_slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gradients of :func:`mixed_statistics` with respect to alpha and ``moments`` given ``grad_mixed`` (its
-    output's): ``dL/dalpha = sum dL/dmixed * dmixed/dalpha`` and ``dL/dmoments = alpha dL/dmixed + (1 - alpha) J
-    dL/dmixed``, plus ``cross_slope (dL/dvar_s' + dL/dvar_t')`` on the means."""
-    grad_alpha = (grad_mixed * mixed_by_alpha).sum()
-    grad_moments = torch.lerp(grad_mixed.flip(0), grad_mixed, alpha)
-    grad_moments[:, 0].addcmul_(cross_slope, grad_mixed[:, 1].sum(0))
-    return grad_alpha, grad_moments
+def _polynomial(*coefficients: float) -> torch.Tensor:
+    return torch.tensor(coefficients, dtype=torch.float64)  # c0 + c1 alpha + c2 alpha^2
+
+
+@functools.lru_cache(maxsize=256)
+def _step_tables(counts: tuple[int, int], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """The constants of :func:`step_statistics` and :func:`moment_gradients` for parts of ``counts`` values per
+    channel: each table entry is a polynomial in alpha (coefficients of 1, alpha, alpha^2), flattened to ``(rows *
+    columns, 3)`` so that one product with ``(1, alpha, alpha^2)`` gives the step's coefficient matrix."""
+    alpha, rest, spread = _polynomial(0, 1, 0), _polynomial(1, -1, 0), _polynomial(0, 1, -1)  # a, 1 - a, a (1 - a)
+    one = _polynomial(1, 0, 0)
+    unbiased = sum(counts) / max(sum(counts) - 1, 1)  # the running variance: unbiased over both domains' values
+    row, column = {name: i for i, name in enumerate(STEP_ROWS)}, {name: i for i, name in enumerate(FEATURES)}
+    forward = torch.zeros(len(STEP_ROWS), len(FEATURES), 3, dtype=torch.float64)
+    backward = torch.zeros(len(GRADIENT_ROWS), 4, 3, dtype=torch.float64)  # columns: the scaled sums
+    for domain, other, count in (("source", "target", counts[0]), ("target", "source", counts[1])):
+        mean, var = row[f"mean_{domain}"], row[f"var_{domain}"]  # also the columns of this part's moments
+        other_mean, other_var, gap = column[f"mean_{other}"], column[f"var_{other}"], column["gap"]
+        forward[mean, mean], forward[mean, other_mean] = alpha, rest
+        forward[var, var], forward[var, other_var], forward[var, gap] = alpha, rest, spread
+        by_alpha_mean, by_alpha_var = row[f"mean_{domain}_by_alpha"], row[f"var_{domain}_by_alpha"]
+        forward[by_alpha_mean, mean], forward[by_alpha_mean, other_mean] = -one, one
+        forward[by_alpha_var, var], forward[by_alpha_var, other_var] = -one / 2, one / 2
+        forward[by_alpha_var, gap] = _polynomial(-0.5, 1, 0)  # -(1 - 2 alpha) / 2
+        cross = row[f"cross_{domain}"]
+        forward[cross, mean], forward[cross, other_mean] = -spread / count, spread / count
+        forward[row[f"running_var_{domain}"]] = forward[var] * unbiased
+        backward[mean, mean], backward[mean, other_mean] = -alpha / count, -rest / count
+        backward[var, var], backward[var, other_var] = -alpha / count, -rest / count
+        backward[GRADIENT_ROWS.index("var_gradient_sum"), var] = one
+    constants = dict(forward=forward.view(-1, 3), backward=backward.view(-1, 3), alpha_powers=torch.arange(3.0),
+                     invstd_powers=torch.tensor([[-0.5], [-1.0]]))
+    return {name: table.to(dtype=dtype, device=device) for name, table in constants.items()}
+
+
+def step_statistics(alpha: torch.Tensor, moments: tuple[torch.Tensor, ...], counts: tuple[int, int]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Everything one AutoDIAL step needs from the per-domain ``moments = (mu_s, var_s, mu_t, var_t)`` (biased
+    variances of ``counts`` values per channel), in one matrix product: every quantity is ``sum_k alpha^k T_k F`` with
+    the features ``F = (mu_s, var_s, mu_t, var_t, (mu_s - mu_t)^2)``. Returns ``(1, alpha, alpha^2)`` and the
+    ``(12, C)`` rows named in :data:`STEP_ROWS`:
+
+    - the mixed statistics of :func:`mixed_statistics`, ``mu_d', var_d'``;
+    - their alpha-derivatives, scaled as :func:`moment_gradients` needs them: ``-dmu_d'/dalpha`` and ``-dvar_d'/dalpha
+      / 2``, with ``dvar_s'/dalpha = var_s - var_t + (1 - 2 alpha)(mu_s - mu_t)^2``;
+    - ``cross_d = -+alpha (1 - alpha)(mu_s - mu_t) / m_d``: the derivative of ``alpha (1 - alpha)(mu_s - mu_t)^2``, the
+      term both mixed variances share, with respect to ``mu_d``, times ``-1 / (2 m_d)``;
+    - ``var_d'`` made unbiased over all ``m_s + m_t`` values, for the running averages.
+
+    At alpha = 1 the mixed rows are exactly the domains' own moments."""
+    tables = _step_tables(counts, moments[0].dtype, moments[0].device)
+    features = torch.stack((*moments, (moments[0] - moments[2]).square()))
+    powers = torch.pow(alpha, tables["alpha_powers"])
+    with torch.autocast(features.device.type, enabled=False):  # statistics stay in their dtype under autocast
+        return powers, (tables["forward"] @ powers).view(len(STEP_ROWS), len(FEATURES)) @ features
+
+
+def moment_gradients(powers: torch.Tensor, statistics: torch.Tensor, scaled_sums: torch.Tensor,
+                     counts: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backward pass of the mixed statistics. ``scaled_sums`` is ``(4, C)``: ``gamma r_d sum g`` and ``gamma r_d^2
+    sum g x_hat`` of each part, ``r_d = (var_d' + eps)^-1/2`` (so ``dL/dmu_d' = -gamma r_d sum g``, ``dL/dvar_d' =
+    -gamma r_d^2 sum g x_hat / 2``); ``statistics`` and ``powers`` are :func:`step_statistics`'. Returns ``dL/dalpha``
+    and the ``(5, C)`` rows ``dL/dmu_s / m_s, 2 dL/dvar_s / m_s, dL/dmu_t / m_t, 2 dL/dvar_t / m_t`` (the offset and
+    slope of each part's input gradient in ``x - mu_d``) and the sum of both ``gamma r_d^2 sum g x_hat``. The moments'
+    gradients are ``dL/dmu_d = alpha dL/dmu_d' + (1 - alpha) dL/dmu_other'`` plus, through ``alpha (1 - alpha)(mu_s -
+    mu_t)^2``, ``+-2 alpha (1 - alpha)(mu_s - mu_t)(dL/dvar_s' + dL/dvar_t')``; the same for the variances without
+    the last term."""
+    tables = _step_tables(counts, scaled_sums.dtype, scaled_sums.device)
+    grad_alpha = (scaled_sums * statistics[4:8]).sum()
+    with torch.autocast(scaled_sums.device.type, enabled=False):
+        terms = (tables["backward"] @ powers).view(len(GRADIENT_ROWS), 4) @ scaled_sums
+    terms[0:4:2].addcmul_(statistics[8:10], terms[4])
+    return grad_alpha, terms
 
 
 class _AutoDIALFunction(torch.autograd.Function):
     """The two-domain AutoDIAL training step on ATen's batch-norm kernels; it updates the running statistics through
-    ``update_running(rows, values)`` with ``rows = (mu_s', var_s', mu_t', var_t')``.
+    ``update_running(rows)`` with ``rows = (mu_s', unbiased var_s', mu_t', unbiased var_t')``.
 
-    Forward: each part's moments come from ``batch_norm_update_stats``, and the part is normalised by its mixed
-    statistics with the eval-mode batch-norm kernel, straight into its rows of the output. Backward: with ``r_d =
-    (var_d' + eps)^-1/2``, the kernel's eval-mode backward gives each part's sums ``G1 = sum g`` and ``G2 = sum g
-    x_hat``, so ``dL/dmu_d' = -gamma r_d G1`` and ``dL/dvar_d' = -gamma r_d^2 G2 / 2``; these go back through
-    :func:`mixed_statistics_backward` to alpha and the moments, and the input gradient of part ``d`` (``m`` values
-    per channel) is ``gamma r_d g + 2 dL/dvar_d (x - mu_d) / m + dL/dmu_d / m``: the eval-mode kernel writes the last
-    two terms as a per-channel affine map of ``x``, and one ``addcmul_`` adds the first."""
+    Forward: each part's moments come from ``batch_norm_update_stats``, :func:`step_statistics` gives the mixed
+    statistics, and the eval-mode batch-norm kernel normalises each part by them straight into its rows of the output.
+    Backward: the kernel's eval-mode backward gives each part's sums ``sum g`` and ``sum g x_hat``;
+    :func:`moment_gradients` takes them back to alpha and the moments, and the input gradient of part ``d`` (``m_d``
+    values per channel) is ``gamma r_d g + 2 dL/dvar_d (x - mu_d) / m_d + dL/dmu_d / m_d``: the eval-mode kernel
+    writes the last two terms as a per-channel affine map of ``x``, and one ``addcmul_`` adds the first."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, alpha, n_source, eps, update_running):
         sizes = (n_source, x.shape[0] - n_source)
-        parts = x.split(sizes)
-        moment_rows = [moment for part in parts for moment in batch_moments(part)]  # mu_s, var_s, mu_t, var_t
-        mixed, ctx.mixed_by_alpha, ctx.cross_slope = mixed_statistics_with_derivatives(
-            alpha, torch.stack(moment_rows).view(2, 2, -1))
-        rows = mixed.view(4, -1).unbind()
-        _, empty = kernel_constants(x.shape[1], mixed.dtype, x.device)
+        values_per_sample = math.prod(x.shape[2:])
+        counts = (sizes[0] * values_per_sample, sizes[1] * values_per_sample)
+        parts = x.split_with_sizes(sizes)
+        moments = [moment for part in parts for moment in batch_moments(part)]  # mu_s, var_s, mu_t, var_t
+        powers, statistics = step_statistics(alpha, moments, counts)
+        rows = statistics.unbind()
+        _, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)
         out = torch.empty_like(x)
-        for part, out_part, mean, var in zip(parts, out.split(sizes), rows[::2], rows[1::2]):
+        for part, out_part, mean, var in zip(parts, out.split_with_sizes(sizes), rows[0:4:2], rows[1:4:2]):
             _aten.native_batch_norm.out(part, weight, bias, mean, var, False, 0.0, eps, out=out_part,
                                         save_mean=empty, save_invstd=empty)
-        update_running(rows, x.numel() // x.shape[1])
-        ctx.means, ctx.rows, ctx.sizes, ctx.eps = moment_rows[::2], rows, sizes, eps
-        ctx.save_for_backward(x, weight, alpha, mixed)
+        update_running((rows[0], rows[10], rows[2], rows[11]))
+        ctx.means, ctx.rows, ctx.sizes, ctx.counts, ctx.eps = moments[::2], rows, sizes, counts, eps
+        ctx.save_for_backward(x, weight, powers, statistics)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, weight, alpha, mixed = ctx.saved_tensors
+        x, weight, powers, statistics = ctx.saved_tensors
         sizes, rows = ctx.sizes, ctx.rows
-        parts, grads = x.split(sizes), grad_out.split(sizes)
+        parts, grads = x.split_with_sizes(sizes), grad_out.split_with_sizes(sizes)
         (_, sum_g_x_hat_s, sum_g_s), (_, sum_g_x_hat_t, sum_g_t) = (
             _aten.native_batch_norm_backward(grad, part, weight, mean, var, None, None, False, ctx.eps,
                                              [False, True, True])
-            for grad, part, mean, var in zip(grads, parts, rows[::2], rows[1::2]))
+            for grad, part, mean, var in zip(grads, parts, rows[0:4:2], rows[1:4:2]))
         sums = torch.stack((sum_g_s, sum_g_x_hat_s, sum_g_t, sum_g_x_hat_t)).view(2, 2, -1)
         grad_bias, grad_weight = sums.sum(0).unbind()
-        invstd = (mixed[:, 1] + ctx.eps).rsqrt_()
-        input_scale = weight * invstd  # (2, C): gamma r_d
-        grad_mixed = sums.mul_(torch.stack((input_scale, input_scale * invstd * 0.5), dim=1).neg_())
-        grad_alpha, grad_moments = mixed_statistics_backward(alpha, grad_mixed, ctx.mixed_by_alpha, ctx.cross_slope)
-        counts = [size * x[0].numel() // x.shape[1] for size in sizes]  # values per channel in each part
-        inverse_count = 1.0 / counts[0] if counts[0] == counts[1] else mixed.new_tensor([[1.0 / c] for c in counts])
-        slopes = (grad_moments[:, 1] * (2.0 * inverse_count)).unbind()
-        offsets = (grad_moments[:, 0] * inverse_count).unbind()
-        ones, empty = kernel_constants(x.shape[1], mixed.dtype, x.device)
+        tables = _step_tables(ctx.counts, statistics.dtype, statistics.device)
+        scales = (statistics[1:4:2] + ctx.eps).unsqueeze(1).pow(tables["invstd_powers"]).mul_(weight)  # gamma r, r^2
+        grad_alpha, terms = moment_gradients(powers, statistics, sums.mul_(scales).view(4, -1), ctx.counts)
+        offset_s, slope_s, offset_t, slope_t, _ = terms.unbind()
+        ones, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)
         grad_x = torch.empty_like(x)
         for grad, part, grad_part, mean, slope, offset, scale in zip(
-                grads, parts, grad_x.split(sizes), ctx.means, slopes, offsets,
-                input_scale.view((2, -1) + (1,) * (x.dim() - 2))):
+                grads, parts, grad_x.split_with_sizes(sizes), ctx.means, (slope_s, slope_t), (offset_s, offset_t),
+                scales[:, 0].view((2, -1) + (1,) * (x.dim() - 2)).unbind()):
             # slope (x - mu_d) + offset: the eval-mode kernel with weight = slope, bias = offset, var = 1 and eps = 0
             _aten.native_batch_norm.out(part, slope, offset, mean, ones, False, 0.0, 0.0, out=grad_part,
                                         save_mean=empty, save_invstd=empty)
@@ -205,7 +260,8 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         if not (n_source and n_target):  # one domain: its own statistics, as BatchNorm
             out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
             with torch.no_grad():
-                self._update(("source",) if n_source else ("target",), (mean, invstd.pow(-2) - self.eps), values)
+                self._update(("source",) if n_source else ("target",),
+                             (mean, _unbiased(invstd.pow(-2) - self.eps, values)))
             return out
         synced = self.sync and distributed_world() > 1
         if not (synced or torch.compiler.is_compiling()):
@@ -215,25 +271,35 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         x_hat, mixed, counts = reference_autodial(x, self.alpha, n_source, self.eps,
                                                   global_moments if synced else local_moments)
         with torch.no_grad():
-            self._update(DOMAINS, mixed.detach().view(4, -1).unbind(), counts.sum() if synced else values)
+            mean, var = mixed.detach().unbind(1)
+            var = _unbiased(var, counts.sum() if synced else values)
+            self._update(DOMAINS, (mean[0], var[0], mean[1], var[1]))
         return self.weight.view(shape) * x_hat + self.bias.view(shape)
 
-    def _update(self, domains: tuple[str, ...], rows: tuple[torch.Tensor, ...], values) -> None:
-        """Average ``rows = (mean, biased variance)`` of each of ``domains`` into its running statistics: ``r <- r +
-        factor (stat - r)`` with Caffe's ``factor = 1 / s``, ``s <- l s + 1`` (or BatchNorm's momentum); the variance
-        stored is unbiased with ``values`` per channel. Called without autograd."""
-        correction = values / (values - 1).clamp(min=1) if torch.is_tensor(values) else values / max(values - 1, 1)
-        batch = list(rows)
-        batch[1::2] = torch._foreach_mul(rows[1::2], correction)
-        running = [getattr(self, f"running_{moment}_{domain}") for domain in domains for moment in ("mean", "var")]
+    def _update(self, domains: tuple[str, ...], rows: tuple[torch.Tensor, ...]) -> None:
+        """Average ``rows = (mean, unbiased variance)`` of each of ``domains`` into its running statistics: ``r <- r +
+        factor (stat - r)`` with Caffe's ``factor = 1 / s``, ``s <- l s + 1`` (or BatchNorm's momentum). Called
+        without autograd."""
+        running = [self._buffers[name] for name in _RUNNING_STATISTICS[domains]]
         if self.running_average == "pytorch":
-            torch._foreach_lerp_(running, batch, self.momentum)
+            torch._foreach_lerp_(running, rows, self.momentum)
             return
-        scales = [getattr(self, f"running_weight_{domain}") for domain in domains]
+        scales = [self._buffers[name] for name in _RUNNING_WEIGHTS[domains]]
         torch._foreach_mul_(scales, self.moving_average_fraction)
         torch._foreach_add_(scales, 1.0)
         factors = torch._foreach_reciprocal(scales)
-        torch._foreach_lerp_(running, batch, [factor for factor in factors for _ in ("mean", "var")])
+        torch._foreach_lerp_(running, rows, [factor for factor in factors for _ in ("mean", "var")])
+
+
+def _unbiased(var: torch.Tensor, values) -> torch.Tensor:
+    """``var`` (biased, over ``values`` per channel, an int or a tensor) made unbiased."""
+    return var * (values / (values - 1).clamp(min=1) if torch.is_tensor(values) else values / max(values - 1, 1))
+
+
+_DOMAIN_SETS = (("source",), ("target",), DOMAINS)
+_RUNNING_STATISTICS = {domains: [f"running_{moment}_{domain}" for domain in domains for moment in ("mean", "var")]
+                       for domains in _DOMAIN_SETS}
+_RUNNING_WEIGHTS = {domains: [f"running_weight_{domain}" for domain in domains] for domains in _DOMAIN_SETS}
 
 
 @register("autodial")

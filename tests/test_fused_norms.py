@@ -15,10 +15,11 @@ import normalization
 from normalization import domain_split
 from normalization.autodial import (
     _AutoDIALFunction,
+    STEP_ROWS,
     mixed_statistics,
-    mixed_statistics_backward,
-    mixed_statistics_with_derivatives,
+    moment_gradients,
     reference_autodial,
+    step_statistics,
 )
 from normalization.split_batchnorm import reference_split_batch_norm, split_batch_norm
 
@@ -94,14 +95,14 @@ def test_autodial_function_equals_autograd_through_its_moments():
     alpha = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     grad = torch.randn_like(x)
     updates = []
-    y = _AutoDIALFunction.apply(x, weight, bias, alpha, 4, 1e-5, lambda rows, values: updates.append((rows, values)))
+    y = _AutoDIALFunction.apply(x, weight, bias, alpha, 4, 1e-5, updates.append)
     x_hat, mixed_ref, counts = reference_autodial(x, alpha, 4, 1e-5)
     assert counts.tolist() == [4 * 12, 7 * 12]
     y_ref = x_hat * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
-    [(rows, values)] = updates  # mu_s', var_s', mu_t', var_t'
-    torch.testing.assert_close(torch.stack(rows).view(2, 2, -1), mixed_ref.detach(), rtol=1e-12, atol=1e-12)
-    assert values == 11 * 12
+    [rows] = updates  # mu_s', var_s', mu_t', var_t', the variances unbiased over all 11 * 12 values
+    unbiased = mixed_ref.detach() * torch.tensor([[1.0], [132 / 131]], dtype=torch.float64)
+    torch.testing.assert_close(torch.stack(rows).view(2, 2, -1), unbiased, rtol=1e-12, atol=1e-12)
     inputs = (x, weight, bias, alpha)
     for actual, expected in zip(torch.autograd.grad(y, inputs, grad), torch.autograd.grad(y_ref, inputs, grad)):
         torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
@@ -109,17 +110,28 @@ def test_autodial_function_equals_autograd_through_its_moments():
 
 
 @pytest.mark.parametrize("alpha_value", [0.6, 1.0])
-def test_mixed_statistics_backward_is_the_gradient_of_mixed_statistics(alpha_value):
+def test_step_statistics_and_moment_gradients_are_mixed_statistics_and_its_gradient(alpha_value):
     generator = torch.Generator().manual_seed(6)
+    counts = (8, 20)
     alpha = torch.tensor(alpha_value, dtype=torch.float64, requires_grad=True)
     moments = torch.rand(2, 2, 4, generator=generator, dtype=torch.float64).requires_grad_()
-    grad_mixed = torch.randn(2, 2, 4, generator=generator, dtype=torch.float64)
-    expected = torch.autograd.grad(mixed_statistics(alpha, moments), [alpha, moments], grad_mixed)
-    mixed, mixed_by_alpha, cross_slope = mixed_statistics_with_derivatives(alpha.detach(), moments.detach())
-    torch.testing.assert_close(mixed, mixed_statistics(alpha, moments).detach(), rtol=0, atol=0)
-    actual = mixed_statistics_backward(alpha.detach(), grad_mixed, mixed_by_alpha, cross_slope)
-    for a, e in zip(actual, expected):
-        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    mixed = mixed_statistics(alpha, moments)
+    powers, statistics = step_statistics(alpha.detach(), moments.detach().view(4, -1).unbind(), counts)
+    assert statistics.shape == (len(STEP_ROWS), 4)
+    torch.testing.assert_close(powers, torch.tensor([1.0, alpha_value, alpha_value ** 2], dtype=torch.float64))
+    torch.testing.assert_close(statistics[:4], mixed.detach().view(4, -1), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(statistics[10:], mixed.detach()[:, 1] * 28 / 27, rtol=1e-14, atol=1e-15)
+    if alpha_value == 1.0:  # each domain by its own moments, exactly
+        torch.testing.assert_close(statistics[:4], moments.detach().view(4, -1), rtol=0, atol=0)
+    # scaled_sums = (gamma r sum g, gamma r^2 sum g x_hat) per part: dL/dmu' = -first, dL/dvar' = -second / 2
+    scaled_sums = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    grad_mixed = scaled_sums.view(2, 2, 4) * torch.tensor([[-1.0], [-0.5]], dtype=torch.float64)
+    grad_alpha, grad_moments = torch.autograd.grad(mixed, [alpha, moments], grad_mixed)
+    actual_alpha, terms = moment_gradients(powers, statistics, scaled_sums, counts)
+    torch.testing.assert_close(actual_alpha, grad_alpha, rtol=1e-12, atol=1e-12)
+    per_value = torch.tensor([[[1 / 8], [2 / 8]], [[1 / 20], [2 / 20]]], dtype=torch.float64)  # offset, slope
+    torch.testing.assert_close(terms[:4].view(2, 2, 4), grad_moments * per_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms[4], scaled_sums[1] + scaled_sums[3])
 
 
 def small_net(norm: str) -> nn.Module:
