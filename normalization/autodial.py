@@ -66,6 +66,11 @@ STEP_ROWS = ("mean_source", "var_source", "mean_target", "var_target",  # Eq. 4-
              "cross_source", "cross_target", "running_var_source", "running_var_target")
 #: the rows of :func:`moment_gradients`
 GRADIENT_ROWS = ("offset_source", "slope_source", "offset_target", "slope_target", "var_gradient_sum")
+#: the blocks of :func:`step_statistics`' rows: ``mu_s', var_s', mu_t', var_t'``, their alpha-derivatives, the cross
+#: terms and the running variances
+MIXED, BY_ALPHA, CROSS, RUNNING_VAR = (slice(STEP_ROWS.index(first), STEP_ROWS.index(last) + 1) for first, last in (
+    ("mean_source", "var_target"), ("mean_source_by_alpha", "var_target_by_alpha"), ("cross_source", "cross_target"),
+    ("running_var_source", "running_var_target")))
 
 
 def _polynomial(*coefficients: float) -> torch.Tensor:
@@ -136,10 +141,10 @@ def moment_gradients(powers: torch.Tensor, statistics: torch.Tensor, scaled_sums
     mu_t)^2``, ``+-2 alpha (1 - alpha)(mu_s - mu_t)(dL/dvar_s' + dL/dvar_t')``; the same for the variances without
     the last term."""
     tables = _step_tables(counts, scaled_sums.dtype, scaled_sums.device)
-    grad_alpha = (scaled_sums * statistics[4:8]).sum()
+    grad_alpha = (scaled_sums * statistics[BY_ALPHA]).sum()
     with torch.autocast(scaled_sums.device.type, enabled=False):
         terms = (tables["backward"] @ powers).view(len(GRADIENT_ROWS), 4) @ scaled_sums
-    terms[0:4:2].addcmul_(statistics[8:10], terms[4])
+    terms[0:4:2].addcmul_(statistics[CROSS], terms[GRADIENT_ROWS.index("var_gradient_sum")])  # the offsets
     return grad_alpha, terms
 
 
@@ -162,13 +167,14 @@ class _AutoDIALFunction(torch.autograd.Function):
         parts = x.split_with_sizes(sizes)
         moments = [moment for part in parts for moment in batch_moments(part)]  # mu_s, var_s, mu_t, var_t
         powers, statistics = step_statistics(alpha, moments, counts)
-        rows = statistics.unbind()
+        rows = statistics[MIXED].unbind()  # mu_s', var_s', mu_t', var_t'
         _, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)
         out = torch.empty_like(x)
-        for part, out_part, mean, var in zip(parts, out.split_with_sizes(sizes), rows[0:4:2], rows[1:4:2]):
+        for part, out_part, mean, var in zip(parts, out.split_with_sizes(sizes), rows[0::2], rows[1::2]):
             _aten.native_batch_norm.out(part, weight, bias, mean, var, False, 0.0, eps, out=out_part,
                                         save_mean=empty, save_invstd=empty)
-        update_running((rows[0], rows[10], rows[2], rows[11]))
+        running_var_s, running_var_t = statistics[RUNNING_VAR].unbind()
+        update_running((rows[0], running_var_s, rows[2], running_var_t))
         ctx.means, ctx.rows, ctx.sizes, ctx.counts, ctx.eps = moments[::2], rows, sizes, counts, eps
         ctx.save_for_backward(x, weight, powers, statistics)
         return out
@@ -182,11 +188,12 @@ class _AutoDIALFunction(torch.autograd.Function):
         (_, sum_g_x_hat_s, sum_g_s), (_, sum_g_x_hat_t, sum_g_t) = (
             _aten.native_batch_norm_backward(grad, part, weight, mean, var, None, None, False, ctx.eps,
                                              [False, True, True])
-            for grad, part, mean, var in zip(grads, parts, rows[0:4:2], rows[1:4:2]))
+            for grad, part, mean, var in zip(grads, parts, rows[0::2], rows[1::2]))
         sums = torch.stack((sum_g_s, sum_g_x_hat_s, sum_g_t, sum_g_x_hat_t)).view(2, 2, -1)
         grad_bias, grad_weight = sums.sum(0).unbind()
         tables = _step_tables(ctx.counts, statistics.dtype, statistics.device)
-        scales = (statistics[1:4:2] + ctx.eps).unsqueeze(1).pow(tables["invstd_powers"]).mul_(weight)  # gamma r, r^2
+        # (2, 2, C): gamma r_d and gamma r_d^2 of each part, r_d = (var_d' + eps)^-1/2
+        scales = (statistics[MIXED][1::2] + ctx.eps).unsqueeze(1).pow(tables["invstd_powers"]).mul_(weight)
         grad_alpha, terms = moment_gradients(powers, statistics, sums.mul_(scales).view(4, -1), ctx.counts)
         offset_s, slope_s, offset_t, slope_t, _ = terms.unbind()
         ones, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)

@@ -15,6 +15,8 @@ import normalization
 from normalization import domain_split
 from normalization.autodial import (
     _AutoDIALFunction,
+    MIXED,
+    RUNNING_VAR,
     STEP_ROWS,
     mixed_statistics,
     moment_gradients,
@@ -119,10 +121,10 @@ def test_step_statistics_and_moment_gradients_are_mixed_statistics_and_its_gradi
     powers, statistics = step_statistics(alpha.detach(), moments.detach().view(4, -1).unbind(), counts)
     assert statistics.shape == (len(STEP_ROWS), 4)
     torch.testing.assert_close(powers, torch.tensor([1.0, alpha_value, alpha_value ** 2], dtype=torch.float64))
-    torch.testing.assert_close(statistics[:4], mixed.detach().view(4, -1), rtol=1e-14, atol=1e-15)
-    torch.testing.assert_close(statistics[10:], mixed.detach()[:, 1] * 28 / 27, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(statistics[MIXED], mixed.detach().view(4, -1), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(statistics[RUNNING_VAR], mixed.detach()[:, 1] * 28 / 27, rtol=1e-14, atol=1e-15)
     if alpha_value == 1.0:  # each domain by its own moments, exactly
-        torch.testing.assert_close(statistics[:4], moments.detach().view(4, -1), rtol=0, atol=0)
+        torch.testing.assert_close(statistics[MIXED], moments.detach().view(4, -1), rtol=0, atol=0)
     # scaled_sums = (gamma r sum g, gamma r^2 sum g x_hat) per part: dL/dmu' = -first, dL/dvar' = -second / 2
     scaled_sums = torch.randn(4, 4, generator=generator, dtype=torch.float64)
     grad_mixed = scaled_sums.view(2, 2, 4) * torch.tensor([[-1.0], [-0.5]], dtype=torch.float64)
