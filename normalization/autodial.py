@@ -29,7 +29,7 @@ moments, so a layer costs a few dozen small operations, not a hundred. ``torch.c
 from __future__ import annotations
 
 import functools
-import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from normalization.domain import DOMAINS, DomainAwareNorm, check_domain, check_sync, copy_running_stats
 from normalization.registry import Normalization, copy_affine, layer_label, register
-from normalization.split_batchnorm import batch_moments, kernel_constants
+from normalization.split_batchnorm import batch_moments, kernel_constants, statistics_dtype
 from normalization.sync import distributed_world, global_moments, local_moments
 from normda.errors import BatchTooSmallError, ConfigError
 
@@ -58,19 +58,20 @@ def mixed_statistics(alpha: torch.Tensor, moments: torch.Tensor) -> torch.Tensor
     return torch.stack((mixed[:, 0], mixed[:, 1] + alpha * (1 - alpha) * gap), dim=1)
 
 
-#: the features of :func:`step_statistics`: the moments of both parts and the squared gap of their means
-FEATURES = ("mean_source", "var_source", "mean_target", "var_target", "gap")
+#: the features of :func:`step_statistics`: the moments of both parts, the squared gap of their means, and 1 (for eps)
+FEATURES = ("mean_source", "var_source", "mean_target", "var_target", "gap", "one")
 #: the rows of :func:`step_statistics`
-STEP_ROWS = ("mean_source", "var_source", "mean_target", "var_target",  # Eq. 4-5: mu_d', var_d'
+STEP_ROWS = ("mean_source", "var_eps_source", "mean_target", "var_eps_target",  # Eq. 4-5: mu_d', var_d' + eps
              "mean_source_by_alpha", "var_source_by_alpha", "mean_target_by_alpha", "var_target_by_alpha",
-             "cross_source", "cross_target", "running_var_source", "running_var_target")
+             "cross_source", "cross_target",
+             "running_mean_source", "running_var_source", "running_mean_target", "running_var_target")
 #: the rows of :func:`moment_gradients`
 GRADIENT_ROWS = ("offset_source", "slope_source", "offset_target", "slope_target", "var_gradient_sum")
-#: the blocks of :func:`step_statistics`' rows: ``mu_s', var_s', mu_t', var_t'``, their alpha-derivatives, the cross
-#: terms and the running variances
-MIXED, BY_ALPHA, CROSS, RUNNING_VAR = (slice(STEP_ROWS.index(first), STEP_ROWS.index(last) + 1) for first, last in (
-    ("mean_source", "var_target"), ("mean_source_by_alpha", "var_target_by_alpha"), ("cross_source", "cross_target"),
-    ("running_var_source", "running_var_target")))
+#: the blocks of :func:`step_statistics`' rows: the kernels' ``mu_s', var_s' + eps, mu_t', var_t' + eps``, their
+#: alpha-derivatives, the cross terms, and the rows the running statistics average (in their buffers' order)
+MIXED, BY_ALPHA, CROSS, RUNNING = (slice(STEP_ROWS.index(first), STEP_ROWS.index(last) + 1) for first, last in (
+    ("mean_source", "var_eps_target"), ("mean_source_by_alpha", "var_target_by_alpha"),
+    ("cross_source", "cross_target"), ("running_mean_source", "running_var_target")))
 
 
 def _polynomial(*coefficients: float) -> torch.Tensor:
@@ -78,10 +79,12 @@ def _polynomial(*coefficients: float) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=256)
-def _step_tables(counts: tuple[int, int], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """The constants of :func:`step_statistics` and :func:`moment_gradients` for parts of ``counts`` values per
-    channel: each table entry is a polynomial in alpha (coefficients of 1, alpha, alpha^2), flattened to ``(rows *
-    columns, 3)`` so that one product with ``(1, alpha, alpha^2)`` gives the step's coefficient matrix."""
+def step_tables(counts: tuple[int, int], eps: float, channels: int, dtype: torch.dtype, device: torch.device
+                ) -> dict[str, torch.Tensor]:
+    """The constants of one AutoDIAL step on parts of ``counts`` values per channel: the tables of
+    :func:`step_statistics` and :func:`moment_gradients`, whose entries are polynomials in alpha (coefficients of 1,
+    alpha, alpha^2) flattened to ``(rows * columns, 3)`` so that one product with ``(1, alpha, alpha^2)`` gives the
+    step's coefficient matrix, and the kernels' constant arguments (``ones``, ``empty``)."""
     alpha, rest, spread = _polynomial(0, 1, 0), _polynomial(1, -1, 0), _polynomial(0, 1, -1)  # a, 1 - a, a (1 - a)
     one = _polynomial(1, 0, 0)
     unbiased = sum(counts) / max(sum(counts) - 1, 1)  # the running variance: unbiased over both domains' values
@@ -89,49 +92,58 @@ def _step_tables(counts: tuple[int, int], dtype: torch.dtype, device: torch.devi
     forward = torch.zeros(len(STEP_ROWS), len(FEATURES), 3, dtype=torch.float64)
     backward = torch.zeros(len(GRADIENT_ROWS), 4, 3, dtype=torch.float64)  # columns: the scaled sums
     for domain, other, count in (("source", "target", counts[0]), ("target", "source", counts[1])):
-        mean, var = row[f"mean_{domain}"], row[f"var_{domain}"]  # also the columns of this part's moments
+        mean, var = row[f"mean_{domain}"], row[f"var_eps_{domain}"]  # also the columns of this part's moments
         other_mean, other_var, gap = column[f"mean_{other}"], column[f"var_{other}"], column["gap"]
         forward[mean, mean], forward[mean, other_mean] = alpha, rest
         forward[var, var], forward[var, other_var], forward[var, gap] = alpha, rest, spread
+        forward[row[f"running_mean_{domain}"]] = forward[mean]
+        forward[row[f"running_var_{domain}"]] = forward[var] * unbiased
+        forward[var, column["one"]] = one * eps
         by_alpha_mean, by_alpha_var = row[f"mean_{domain}_by_alpha"], row[f"var_{domain}_by_alpha"]
         forward[by_alpha_mean, mean], forward[by_alpha_mean, other_mean] = -one, one
         forward[by_alpha_var, var], forward[by_alpha_var, other_var] = -one / 2, one / 2
         forward[by_alpha_var, gap] = _polynomial(-0.5, 1, 0)  # -(1 - 2 alpha) / 2
         cross = row[f"cross_{domain}"]
         forward[cross, mean], forward[cross, other_mean] = -spread / count, spread / count
-        forward[row[f"running_var_{domain}"]] = forward[var] * unbiased
         backward[mean, mean], backward[mean, other_mean] = -alpha / count, -rest / count
         backward[var, var], backward[var, other_var] = -alpha / count, -rest / count
         backward[GRADIENT_ROWS.index("var_gradient_sum"), var] = one
     constants = dict(forward=forward.view(-1, 3), backward=backward.view(-1, 3), alpha_powers=torch.arange(3.0),
                      invstd_powers=torch.tensor([[-0.5], [-1.0]]))
-    return {name: table.to(dtype=dtype, device=device) for name, table in constants.items()}
+    tables = {name: table.to(dtype=dtype, device=device) for name, table in constants.items()}
+    tables["ones"], tables["empty"] = kernel_constants(channels, dtype, device)
+    return tables
 
 
-def step_statistics(alpha: torch.Tensor, moments: tuple[torch.Tensor, ...], counts: tuple[int, int]
+def _full_precision(device_type: str):
+    """Autocast off for the small matrix products (the statistics stay in their dtype), entered only where it is on."""
+    return torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else nullcontext()
+
+
+def step_statistics(alpha: torch.Tensor, moments: tuple[torch.Tensor, ...], tables: dict[str, torch.Tensor]
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Everything one AutoDIAL step needs from the per-domain ``moments = (mu_s, var_s, mu_t, var_t)`` (biased
-    variances of ``counts`` values per channel), in one matrix product: every quantity is ``sum_k alpha^k T_k F`` with
-    the features ``F = (mu_s, var_s, mu_t, var_t, (mu_s - mu_t)^2)``. Returns ``(1, alpha, alpha^2)`` and the
-    ``(12, C)`` rows named in :data:`STEP_ROWS`:
+    variances), in one matrix product: every quantity is ``sum_k alpha^k T_k F`` with the features ``F = (mu_s, var_s,
+    mu_t, var_t, (mu_s - mu_t)^2, 1)`` and the tables ``T_k`` of :func:`step_tables`. Returns ``(1, alpha, alpha^2)``
+    and the rows named in :data:`STEP_ROWS`:
 
-    - the mixed statistics of :func:`mixed_statistics`, ``mu_d', var_d'``;
+    - the mixed statistics of :func:`mixed_statistics` as the kernels take them, ``mu_d'`` and ``var_d' + eps``;
     - their alpha-derivatives, scaled as :func:`moment_gradients` needs them: ``-dmu_d'/dalpha`` and ``-dvar_d'/dalpha
       / 2``, with ``dvar_s'/dalpha = var_s - var_t + (1 - 2 alpha)(mu_s - mu_t)^2``;
     - ``cross_d = -+alpha (1 - alpha)(mu_s - mu_t) / m_d``: the derivative of ``alpha (1 - alpha)(mu_s - mu_t)^2``, the
       term both mixed variances share, with respect to ``mu_d``, times ``-1 / (2 m_d)``;
-    - ``var_d'`` made unbiased over all ``m_s + m_t`` values, for the running averages.
+    - the running rows ``mu_s', var_s', mu_t', var_t'``, the variances unbiased over all ``m_s + m_t`` values.
 
-    At alpha = 1 the mixed rows are exactly the domains' own moments."""
-    tables = _step_tables(counts, moments[0].dtype, moments[0].device)
-    features = torch.stack((*moments, (moments[0] - moments[2]).square()))
+    At alpha = 1 the mixed means are exactly the domains' own."""
+    features = torch.stack((*moments, (moments[0] - moments[2]).square_(), tables["ones"]))
     powers = torch.pow(alpha, tables["alpha_powers"])
-    with torch.autocast(features.device.type, enabled=False):  # statistics stay in their dtype under autocast
-        return powers, (tables["forward"] @ powers).view(len(STEP_ROWS), len(FEATURES)) @ features
+    with _full_precision(features.device.type):
+        coefficients = torch.mv(tables["forward"], powers).view(len(STEP_ROWS), len(FEATURES))
+        return powers, torch.mm(coefficients, features)
 
 
 def moment_gradients(powers: torch.Tensor, statistics: torch.Tensor, scaled_sums: torch.Tensor,
-                     counts: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                     tables: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The backward pass of the mixed statistics. ``scaled_sums`` is ``(4, C)``: ``gamma r_d sum g`` and ``gamma r_d^2
     sum g x_hat`` of each part, ``r_d = (var_d' + eps)^-1/2`` (so ``dL/dmu_d' = -gamma r_d sum g``, ``dL/dvar_d' =
     -gamma r_d^2 sum g x_hat / 2``); ``statistics`` and ``powers`` are :func:`step_statistics`'. Returns ``dL/dalpha``
@@ -140,10 +152,9 @@ def moment_gradients(powers: torch.Tensor, statistics: torch.Tensor, scaled_sums
     gradients are ``dL/dmu_d = alpha dL/dmu_d' + (1 - alpha) dL/dmu_other'`` plus, through ``alpha (1 - alpha)(mu_s -
     mu_t)^2``, ``+-2 alpha (1 - alpha)(mu_s - mu_t)(dL/dvar_s' + dL/dvar_t')``; the same for the variances without
     the last term."""
-    tables = _step_tables(counts, scaled_sums.dtype, scaled_sums.device)
-    grad_alpha = (scaled_sums * statistics[BY_ALPHA]).sum()
-    with torch.autocast(scaled_sums.device.type, enabled=False):
-        terms = (tables["backward"] @ powers).view(len(GRADIENT_ROWS), 4) @ scaled_sums
+    grad_alpha = scaled_sums.mul(statistics[BY_ALPHA]).sum()
+    with _full_precision(scaled_sums.device.type):
+        terms = torch.mm(torch.mv(tables["backward"], powers).view(len(GRADIENT_ROWS), 4), scaled_sums)
     terms[0:4:2].addcmul_(statistics[CROSS], terms[GRADIENT_ROWS.index("var_gradient_sum")])  # the offsets
     return grad_alpha, terms
 
@@ -157,55 +168,61 @@ class _AutoDIALFunction(torch.autograd.Function):
     Backward: the kernel's eval-mode backward gives each part's sums ``sum g`` and ``sum g x_hat``;
     :func:`moment_gradients` takes them back to alpha and the moments, and the input gradient of part ``d`` (``m_d``
     values per channel) is ``gamma r_d g + 2 dL/dvar_d (x - mu_d) / m_d + dL/dmu_d / m_d``: the eval-mode kernel
-    writes the last two terms as a per-channel affine map of ``x``, and one ``addcmul_`` adds the first."""
+    writes the last two terms as a per-channel affine map of ``x``, and one ``addcmul_`` adds the first.
+
+    Inside a network every small operation here costs several times what it costs alone (its code and data are cold
+    between the convolutions), so the step is written with as few of them as the algebra allows: one table lookup,
+    the per-part kernels called directly, ``eps`` folded into the statistics (the kernels run with ``eps = 0``)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, alpha, n_source, eps, update_running):
         sizes = (n_source, x.shape[0] - n_source)
-        values_per_sample = math.prod(x.shape[2:])
-        counts = (sizes[0] * values_per_sample, sizes[1] * values_per_sample)
-        parts = x.split_with_sizes(sizes)
-        moments = [moment for part in parts for moment in batch_moments(part)]  # mu_s, var_s, mu_t, var_t
-        powers, statistics = step_statistics(alpha, moments, counts)
-        rows = statistics[MIXED].unbind()  # mu_s', var_s', mu_t', var_t'
-        _, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)
+        values_per_sample = x[0, 0].numel()
+        tables = step_tables((sizes[0] * values_per_sample, sizes[1] * values_per_sample), eps, x.shape[1],
+                             statistics_dtype(x), x.device)
+        source, target = x.split_with_sizes(sizes)
+        mean_source, var_source = batch_moments(source)
+        mean_target, var_target = batch_moments(target)
+        powers, statistics = step_statistics(alpha, (mean_source, var_source, mean_target, var_target), tables)
         out = torch.empty_like(x)
-        for part, out_part, mean, var in zip(parts, out.split_with_sizes(sizes), rows[0::2], rows[1::2]):
-            _aten.native_batch_norm.out(part, weight, bias, mean, var, False, 0.0, eps, out=out_part,
-                                        save_mean=empty, save_invstd=empty)
-        running_var_s, running_var_t = statistics[RUNNING_VAR].unbind()
-        update_running((rows[0], running_var_s, rows[2], running_var_t))
-        ctx.means, ctx.rows, ctx.sizes, ctx.counts, ctx.eps = moments[::2], rows, sizes, counts, eps
-        ctx.save_for_backward(x, weight, powers, statistics)
+        out_source, out_target = out.split_with_sizes(sizes)
+        empty = tables["empty"]
+        torch.native_batch_norm(source, weight, bias, statistics[0], statistics[1], False, 0.0, 0.0,
+                                out=(out_source, empty, empty))
+        torch.native_batch_norm(target, weight, bias, statistics[2], statistics[3], False, 0.0, 0.0,
+                                out=(out_target, empty, empty))
+        update_running(statistics[RUNNING].unbind())
+        ctx.sizes, ctx.tables = sizes, tables
+        ctx.save_for_backward(x, weight, powers, statistics, mean_source, mean_target)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, weight, powers, statistics = ctx.saved_tensors
-        sizes, rows = ctx.sizes, ctx.rows
-        parts, grads = x.split_with_sizes(sizes), grad_out.split_with_sizes(sizes)
-        (_, sum_g_x_hat_s, sum_g_s), (_, sum_g_x_hat_t, sum_g_t) = (
-            _aten.native_batch_norm_backward(grad, part, weight, mean, var, None, None, False, ctx.eps,
-                                             [False, True, True])
-            for grad, part, mean, var in zip(grads, parts, rows[0::2], rows[1::2]))
-        sums = torch.stack((sum_g_s, sum_g_x_hat_s, sum_g_t, sum_g_x_hat_t)).view(2, 2, -1)
-        grad_bias, grad_weight = sums.sum(0).unbind()
-        tables = _step_tables(ctx.counts, statistics.dtype, statistics.device)
-        # (2, 2, C): gamma r_d and gamma r_d^2 of each part, r_d = (var_d' + eps)^-1/2
-        scales = (statistics[MIXED][1::2] + ctx.eps).unsqueeze(1).pow(tables["invstd_powers"]).mul_(weight)
-        grad_alpha, terms = moment_gradients(powers, statistics, sums.mul_(scales).view(4, -1), ctx.counts)
-        offset_s, slope_s, offset_t, slope_t, _ = terms.unbind()
-        ones, empty = kernel_constants(x.shape[1], statistics.dtype, x.device)
+        x, weight, powers, statistics, mean_source, mean_target = ctx.saved_tensors
+        sizes, tables = ctx.sizes, ctx.tables
+        source, target = x.split_with_sizes(sizes)
+        grad_source, grad_target = grad_out.split_with_sizes(sizes)
+        _, sum_g_x_hat_s, sum_g_s = _aten.native_batch_norm_backward(
+            grad_source, source, weight, statistics[0], statistics[1], None, None, False, 0.0, [False, True, True])
+        _, sum_g_x_hat_t, sum_g_t = _aten.native_batch_norm_backward(
+            grad_target, target, weight, statistics[2], statistics[3], None, None, False, 0.0, [False, True, True])
+        # gamma r_s, gamma r_s^2, gamma r_t, gamma r_t^2 with r_d = (var_d' + eps)^-1/2
+        scales = statistics[1:4:2].unsqueeze(1).pow(tables["invstd_powers"]).mul_(weight).view(4, -1)
+        scaled_sums = torch.stack((sum_g_s, sum_g_x_hat_s, sum_g_t, sum_g_x_hat_t)).mul_(scales)
+        grad_alpha, terms = moment_gradients(powers, statistics, scaled_sums, tables)
+        channel = (1, -1) + (1,) * (x.dim() - 2)
+        ones, empty = tables["ones"], tables["empty"]
         grad_x = torch.empty_like(x)
-        for grad, part, grad_part, mean, slope, offset, scale in zip(
-                grads, parts, grad_x.split_with_sizes(sizes), ctx.means, (slope_s, slope_t), (offset_s, offset_t),
-                scales[:, 0].view((2, -1) + (1,) * (x.dim() - 2)).unbind()):
-            # slope (x - mu_d) + offset: the eval-mode kernel with weight = slope, bias = offset, var = 1 and eps = 0
-            _aten.native_batch_norm.out(part, slope, offset, mean, ones, False, 0.0, 0.0, out=grad_part,
-                                        save_mean=empty, save_invstd=empty)
-            grad_part.addcmul_(grad, scale)
-        return grad_x, grad_weight, grad_bias, grad_alpha, None, None, None
+        grad_x_source, grad_x_target = grad_x.split_with_sizes(sizes)
+        # slope (x - mu_d) + offset: the eval-mode kernel with weight = slope, bias = offset, var = 1 and eps = 0
+        torch.native_batch_norm(source, terms[1], terms[0], mean_source, ones, False, 0.0, 0.0,
+                                out=(grad_x_source, empty, empty))
+        grad_x_source.addcmul_(grad_source, scales[0].view(channel))
+        torch.native_batch_norm(target, terms[3], terms[2], mean_target, ones, False, 0.0, 0.0,
+                                out=(grad_x_target, empty, empty))
+        grad_x_target.addcmul_(grad_target, scales[2].view(channel))
+        return grad_x, sum_g_x_hat_s + sum_g_x_hat_t, sum_g_s + sum_g_t, grad_alpha, None, None, None
 
 
 def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps: float, moments=local_moments

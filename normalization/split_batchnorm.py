@@ -32,14 +32,14 @@ ChannelScale = Callable[[dict], Optional[torch.Tensor]]
 _aten = torch.ops.aten
 
 
-def _statistics_dtype(x: torch.Tensor) -> torch.dtype:
+def statistics_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype ATen's batch norm keeps its statistics in (float32 for float16/bfloat16 input)."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def batch_moments(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance over every axis but dim 1, in float32 for float16/bfloat16 input."""
-    dtype = _statistics_dtype(part)
+    dtype = statistics_dtype(part)
     return torch.batch_norm_update_stats(part if part.dtype == dtype else part.to(dtype), None, None, 0.0)
 
 
@@ -73,7 +73,7 @@ class _SplitBatchNorm(torch.autograd.Function):
             moments[domain] = (mean, var, var * (count / (count - 1)))
         scale = channel_scale({d: (m[0], m[2]) for d, m in moments.items()}) if channel_scale is not None else None
         out = torch.empty_like(x)
-        _, empty = kernel_constants(x.shape[1], _statistics_dtype(x), x.device)
+        _, empty = kernel_constants(x.shape[1], statistics_dtype(x), x.device)
         saved = []
         for _, domain, start, stop, weight, bias in parts:
             mean, var, unbiased = moments[domain]

@@ -16,12 +16,13 @@ from normalization import domain_split
 from normalization.autodial import (
     _AutoDIALFunction,
     MIXED,
-    RUNNING_VAR,
+    RUNNING,
     STEP_ROWS,
     mixed_statistics,
     moment_gradients,
     reference_autodial,
     step_statistics,
+    step_tables,
 )
 from normalization.split_batchnorm import reference_split_batch_norm, split_batch_norm
 
@@ -118,18 +119,22 @@ def test_step_statistics_and_moment_gradients_are_mixed_statistics_and_its_gradi
     alpha = torch.tensor(alpha_value, dtype=torch.float64, requires_grad=True)
     moments = torch.rand(2, 2, 4, generator=generator, dtype=torch.float64).requires_grad_()
     mixed = mixed_statistics(alpha, moments)
-    powers, statistics = step_statistics(alpha.detach(), moments.detach().view(4, -1).unbind(), counts)
+    eps = 1e-3
+    tables = step_tables(counts, eps, 4, torch.float64, torch.device("cpu"))
+    powers, statistics = step_statistics(alpha.detach(), moments.detach().view(4, -1).unbind(), tables)
     assert statistics.shape == (len(STEP_ROWS), 4)
     torch.testing.assert_close(powers, torch.tensor([1.0, alpha_value, alpha_value ** 2], dtype=torch.float64))
-    torch.testing.assert_close(statistics[MIXED], mixed.detach().view(4, -1), rtol=1e-14, atol=1e-15)
-    torch.testing.assert_close(statistics[RUNNING_VAR], mixed.detach()[:, 1] * 28 / 27, rtol=1e-14, atol=1e-15)
+    with_eps = torch.tensor([[0.0], [eps]], dtype=torch.float64)  # the kernels' rows: mu_d', var_d' + eps
+    torch.testing.assert_close(statistics[MIXED].view(2, 2, -1), mixed.detach() + with_eps, rtol=1e-14, atol=1e-15)
+    unbiased = torch.tensor([[1.0], [28 / 27]], dtype=torch.float64)  # the running rows: var_d' unbiased over 28
+    torch.testing.assert_close(statistics[RUNNING].view(2, 2, -1), mixed.detach() * unbiased, rtol=1e-14, atol=1e-15)
     if alpha_value == 1.0:  # each domain by its own moments, exactly
-        torch.testing.assert_close(statistics[MIXED], moments.detach().view(4, -1), rtol=0, atol=0)
+        torch.testing.assert_close(statistics[RUNNING][0::2], moments.detach()[:, 0], rtol=0, atol=0)
     # scaled_sums = (gamma r sum g, gamma r^2 sum g x_hat) per part: dL/dmu' = -first, dL/dvar' = -second / 2
     scaled_sums = torch.randn(4, 4, generator=generator, dtype=torch.float64)
     grad_mixed = scaled_sums.view(2, 2, 4) * torch.tensor([[-1.0], [-0.5]], dtype=torch.float64)
     grad_alpha, grad_moments = torch.autograd.grad(mixed, [alpha, moments], grad_mixed)
-    actual_alpha, terms = moment_gradients(powers, statistics, scaled_sums, counts)
+    actual_alpha, terms = moment_gradients(powers, statistics, scaled_sums, tables)
     torch.testing.assert_close(actual_alpha, grad_alpha, rtol=1e-12, atol=1e-12)
     per_value = torch.tensor([[[1 / 8], [2 / 8]], [[1 / 20], [2 / 20]]], dtype=torch.float64)  # offset, slope
     torch.testing.assert_close(terms[:4].view(2, 2, 4), grad_moments * per_value, rtol=1e-12, atol=1e-12)
