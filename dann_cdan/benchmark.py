@@ -3,6 +3,7 @@ the machine, device synchronisation around timers, and results written atomicall
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -57,6 +58,20 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work, so that a timer measures it (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median of ``values``: the order statistics ``k + 1`` and ``n -
+    k`` (1-based), which hold the median between them with probability ``1 - 2 P(Binomial(n, 1/2) <= k)``, for the
+    largest ``k`` that keeps that at least ``confidence``; the whole range when ``n`` is too small for that."""
+    ordered, n = sorted(values), len(values)
+    k, cumulative = 0, 0.0
+    for j in range((n + 1) // 2):
+        cumulative += math.comb(n, j) / 2**n
+        if 2 * cumulative > 1 - confidence:
+            break
+        k = j
+    return ordered[k], ordered[n - 1 - k]
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from dann_cdan.benchmark import median_interval
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,4 +27,15 @@ def test_bench_norms_writes_a_ratio_for_every_norm_including_the_plain_transnorm
     assert list(results) == ["bn", *norms]
     assert results["bn"]["ratio_to_bn"] == 1.0
     assert all(len(r["step_s"]) == 2 and r["ratio_to_bn"] > 0 for r in results.values())
+    assert all(low <= r["ratio_to_bn"] <= high for r in results.values() for low, high in [r["ratio_median_ci95"]])
     assert out.with_suffix(".md").exists()
+
+
+def test_median_interval_is_the_binomial_order_statistics_interval():
+    # n = 15: P(Binomial(15, 1/2) <= 3) = 576 / 32768 = 0.018 (two tails 0.035 <= 0.05) and P(<= 4) = 0.059, so the
+    # interval is the 4th and 12th smallest values (coverage 0.965)
+    assert median_interval(list(range(15, 0, -1))) == (4, 12)
+    # n = 9: P(<= 1) = 10 / 512 = 0.0195, P(<= 2) = 0.09: the 2nd and 8th
+    assert median_interval(list(range(1, 10))) == (2, 8)
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few values for 95%: the whole range
+    assert median_interval([7.0]) == (7.0, 7.0)
