@@ -4,14 +4,14 @@
     python scripts/bench_norms.py --norms bn transnorm dsbn autodial --backbones resnet50 --repeats 20
 
 One step is the trainer's computation: the classifier (backbone + bottleneck + head, built from the same configs as
-``train.py``) on a ``[source; target]`` batch inside ``domain_split``, the source cross-entropy, and its backward pass.
-All models live side by side and the repetitions are interleaved (rep 1 of every norm, then rep 2, ...), so drifts of
-the machine hit every norm alike; each norm's ratio is the median over repetitions of its step time divided by BN's
-in the same repetition, reported with a distribution-free 95% confidence interval of that median (to read a ratio
-against a target) and the interquartile range of the ratios. ``transnorm[plain ops]`` is TransNorm written with ``F.batch_norm`` per domain,
-``torch.var_mean`` and ``torch.cat`` (the formulation ``torch.compile`` traces), to show what the fused kernels save.
-Results go to ``results/bench/norms-<device>.json`` (machine, versions, settings, times and ratios) and a Markdown
-table beside it.
+``train.py``) on a ``[source; target]`` batch inside ``domain_split``, the source cross-entropy, and its backward
+pass. All models live side by side and the repetitions are interleaved (rep 1 of every norm, then rep 2, ...), so
+drifts of the machine hit every norm alike; each norm's ratio is the median over repetitions of its step time divided
+by BN's in the same repetition, reported with a distribution-free 95% confidence interval of that median (to read a
+ratio against a target) and the interquartile range of the ratios. ``transnorm[plain ops]`` is TransNorm written with
+``F.batch_norm`` per domain, ``torch.var_mean`` and ``torch.cat`` (the formulation ``torch.compile`` traces), to show
+what the fused kernels save. Results go to ``results/bench/norms-<device>.json`` (machine, versions, settings, times
+and ratios) and a Markdown table beside it.
 """
 from __future__ import annotations
 
