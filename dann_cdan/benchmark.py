@@ -9,11 +9,13 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from scipy.stats import quantile_test
 
 from dann_cdan.experiment import resolve_device, versions
 from dann_cdan.run import atomic_write_text, register_resolvers
@@ -61,17 +63,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A distribution-free confidence interval of the median of ``values``: the order statistics ``k + 1`` and ``n -
-    k`` (1-based), which hold the median between them with probability ``1 - 2 P(Binomial(n, 1/2) <= k)``, for the
-    largest ``k`` that keeps that at least ``confidence``; the whole range when ``n`` is too small for that."""
-    ordered, n = sorted(values), len(values)
-    k, cumulative = 0, 0.0
-    for j in range((n + 1) // 2):
-        cumulative += math.comb(n, j) / 2**n
-        if 2 * cumulative > 1 - confidence:
-            break
-        k = j
-    return ordered[k], ordered[n - 1 - k]
+    """A distribution-free confidence interval of the median of ``values``: the binomial order-statistics interval of
+    ``scipy.stats.quantile_test``; the whole range where ``values`` are too few for ``confidence``."""
+    low, high = quantile_test(values, q=float(np.median(values)), p=0.5).confidence_interval(confidence)
+    return (min(values), max(values)) if math.isnan(low) or math.isnan(high) else (float(low), float(high))
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="default: results/bench/norms-<device>.json")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give at least 1 repetition")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
