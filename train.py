@@ -9,37 +9,37 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from dann_cdan.run import register_resolvers
-from normda.cli import check_command_line
+from hydra.types import RunMode
+
+from normda.cli import Started, fail, run_with_one_line_errors
 from normda.errors import UserError, one_line
+from normda.run import register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from dann_cdan.experiment import train
+    from normda.experiment import train
 
+    Started.value = True
     hydra_config = HydraConfig.get()
     try:
         summary = train(cfg, hydra_config.runtime.output_dir)
     except UserError as error:
         if hydra_config.mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job and goes on with the others
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
+            raise  # Hydra records the failed job, goes on with the others, and raises the first failure at the end
+        fail(one_line(error))
+    if os.environ.get("RANK", "0") != "0":
+        return summary["target_accuracy_last"]  # torchrun: process 0 reports
     ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"
                 if "target_accuracy_10crop_last" in summary else "")
     class_averaged = f", class-averaged {summary['target_mean_class_accuracy_last']:.2f}%"
-    if os.environ.get("RANK", "0") != "0":
-        return summary["target_accuracy_last"]  # torchrun: process 0 reports
     finished = "already finished, nothing to do (delete the run folder to train it again): " if summary.get(
         "already_finished") else ""
     print(
@@ -52,9 +52,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        check_command_line(sys.argv[1:], Path(__file__).resolve().parent / "conf")
-    except UserError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    run_with_one_line_errors(main, sys.argv[1:])

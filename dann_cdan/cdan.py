@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dann_cdan.discriminator import DomainDiscriminator, domain_adversarial_loss
-from dann_cdan.grl import WarmStartSchedule, grad_reverse
-from dann_cdan.method import METHODS, AdaptationMethod, StepOutputs
+from normda.dann_cdan.discriminator import DomainDiscriminator, domain_adversarial_loss
+from normda.dann_cdan.grl import WarmStartSchedule, grad_reverse
+from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
 
 
 class MultilinearMap(nn.Module):
@@ -40,7 +41,7 @@ def prediction_entropy(probabilities: torch.Tensor) -> torch.Tensor:
     return -(probabilities * torch.log(probabilities + 1e-5)).sum(dim=1)
 
 
-@METHODS.register("cdan")
+@register("cdan")
 class CDAN(AdaptationMethod):
     """The discriminator sees the joint of features and predictions, ``T(f, softmax(logits))``, through a
     gradient-reversal layer; the softmax itself is detached.
@@ -82,6 +83,10 @@ class CDAN(AdaptationMethod):
                                                  discriminator_xavier_init)
         self.grl_schedule = WarmStartSchedule(**(grl or {}))
         self.entropy_schedule = WarmStartSchedule(**entropy_grl) if entropy_grl else self.grl_schedule
+
+    @classmethod
+    def table_label(cls, name: str, settings: Mapping[str, Any]) -> str:
+        return "cdan_e" if settings.get("entropy") else name
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:
         coefficient = self.grl_schedule(step)

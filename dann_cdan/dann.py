@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from dann_cdan.discriminator import DomainDiscriminator, domain_adversarial_loss
-from dann_cdan.grl import WarmStartSchedule, grad_reverse
-from dann_cdan.method import METHODS, AdaptationMethod, StepOutputs
+from normda.dann_cdan.discriminator import DomainDiscriminator, domain_adversarial_loss
+from normda.dann_cdan.grl import WarmStartSchedule, grad_reverse
+from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
 
 
-@METHODS.register("dann")
+@register("dann")
 class DANN(AdaptationMethod):
     """A discriminator tells source features from target features through a gradient-reversal layer, so the
     features are trained to confuse it: ``loss = trade_off * 0.5 [BCE(D(f_s), 1) + BCE(D(f_t), 0)]``, with the

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dann_cdan.grl import WarmStartSchedule, grad_reverse
-from dann_cdan.method import METHODS, AdaptationMethod, StepOutputs
-from dann_cdan.model import mlp_head
+from normda.dann_cdan.grl import WarmStartSchedule, grad_reverse
+from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
+from normda.model import mlp_head
 
 TLLIB_GRL = {"alpha": 1.0, "lo": 0.0, "hi": 0.1, "max_iters": 1000}
 
@@ -34,7 +34,7 @@ def margin_disparity(adversarial_source: torch.Tensor, adversarial_target: torch
     return source, target
 
 
-@METHODS.register("mdd")
+@register("mdd")
 class MDD(AdaptationMethod):
     """``width``: the adversarial head's hidden width (TLlib: the bottleneck's; null = the features' size)."""
 

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from dann_cdan.method import METHODS, AdaptationMethod, StepOutputs
+from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
 
 
-@METHODS.register("source_only")
+@register("source_only")
 class SourceOnly(AdaptationMethod):
     """No transfer term. With ``forward_target=false`` (default) the target domain is never seen in training, so
-    domain-aware normalizations update only their source statistics and are evaluated with them;
-    ``forward_target=true`` still passes target batches through the network (their statistics are estimated and used
-    at evaluation) without any loss on them."""
+    domain-aware normalizations update only their source statistics (and, with ``norm.test_stats=auto``, are evaluated
+    with them); ``forward_target=true`` still passes target batches through the network (their statistics are
+    estimated and used at evaluation) without any loss on them."""
 
     def __init__(self, features_dim: int, num_classes: int, forward_target: bool = False):
         super().__init__()

@@ -15,8 +15,8 @@ from typing import Any
 from torch.utils.data import Dataset
 from torchvision import datasets as tv
 
-from datasets.task import DATASETS, DomainAdaptationTask, check_domains
-from datasets.transforms import digits_transform
+from normda.datasets.base import DomainAdaptationTask, check_domains, register
+from normda.datasets.transforms import digits_transform
 from normda.errors import DataNotFoundError
 
 DOMAINS = {"M": "mnist", "U": "usps", "S": "svhn"}
@@ -49,7 +49,7 @@ def load_split(letter: str, root: Path, train: bool, transform, download: bool) 
     return dataset
 
 
-@DATASETS.register("digits")
+@register("digits")
 def digits(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     root = Path(cfg.root).expanduser()

@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from datasets.task import DATASETS, DomainAdaptationTask, check_domains
+from normda.datasets.base import DomainAdaptationTask, check_domains, register
 
 DOMAINS = {"M": "mnist", "U": "usps"}
 CLASSES = [str(digit) for digit in range(10)]
 
 
 def load_arrays() -> dict[str, np.ndarray]:
-    with resources.files("datasets").joinpath("embedded/mnist_usps.npz").open("rb") as handle:
+    with resources.files("normda.datasets").joinpath("embedded/mnist_usps.npz").open("rb") as handle:
         with np.load(handle) as arrays:
             return dict(arrays)
 
@@ -54,7 +54,7 @@ class EmbeddedDigits(Dataset):
         return list(zip(self.transform(self.images[indices]), self.labels[indices]))
 
 
-@DATASETS.register("digits_embedded")
+@register("digits_embedded")
 def digits_embedded(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     arrays = load_arrays()

@@ -7,8 +7,8 @@ order below); the lists of the CDAN/TransNorm code (``c_list.txt``...) work as t
 """
 from __future__ import annotations
 
-from datasets.imagelist import ImageListBenchmark
-from datasets.task import DATASETS
+from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.base import register
 
 CLASSES = ["aeroplane", "bike", "bird", "boat", "bottle", "bus", "car", "dog", "horse", "monitor", "motorbike",
            "people"]
@@ -23,4 +23,4 @@ IMAGECLEF = ImageListBenchmark(
                "(imageclef.org/2014/adaptation); place c/, i/, p/ and image_list/ there",
 )
 
-DATASETS.register("imageclef")(IMAGECLEF.build)
+register("imageclef")(IMAGECLEF.build)

@@ -23,9 +23,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import default_loader
 
-from datasets.download import Archive, fetch
-from datasets.task import DomainAdaptationTask, check_domains, hold_out
-from datasets.transforms import ten_crop_transform, test_transform, train_transform
+from normda.datasets.download import Archive, fetch
+from normda.datasets.base import DomainAdaptationTask, check_domains, hold_out
+from normda.datasets.transforms import ten_crop_transform, test_transform, train_transform
 from normda.errors import ConfigError, DataNotFoundError
 
 log = logging.getLogger(__name__)

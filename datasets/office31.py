@@ -7,9 +7,9 @@ Layout under ``data.root`` (TLlib's, and the lists of the CDAN/TransNorm code)::
 """
 from __future__ import annotations
 
-from datasets.download import Archive
-from datasets.imagelist import ImageListBenchmark
-from datasets.task import DATASETS
+from normda.datasets.download import Archive
+from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.base import register
 
 CLASSES = [
     "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
@@ -33,4 +33,4 @@ OFFICE31 = ImageListBenchmark(
     how_to_get="download Office-31 as the README's Data section says and extract it there",
 )
 
-DATASETS.register("office31")(OFFICE31.build)
+register("office31")(OFFICE31.build)

@@ -6,9 +6,9 @@ Layout under ``data.root``: ``{Art,Clipart,Product,Real_World}/<class>/*.jpg`` a
 """
 from __future__ import annotations
 
-from datasets.download import Archive
-from datasets.imagelist import ImageListBenchmark
-from datasets.task import DATASETS
+from normda.datasets.download import Archive
+from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.base import register
 
 CLASSES = [
     "Drill", "Exit_Sign", "Bottle", "Glasses", "Computer", "File_Cabinet", "Shelf", "Toys", "Sink", "Laptop", "Kettle",
@@ -37,4 +37,4 @@ OFFICE_HOME = ImageListBenchmark(
     how_to_get="download Office-Home as the README's Data section says and extract it there",
 )
 
-DATASETS.register("officehome")(OFFICE_HOME.build)
+register("officehome")(OFFICE_HOME.build)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from datasets.task import DATASETS, DomainAdaptationTask, check_domains
+from normda.datasets.base import DomainAdaptationTask, check_domains, register
 
 DOMAINS = {"S": "source", "T": "shifted"}
 
@@ -27,7 +27,7 @@ def generate(cfg: Any, shifted: bool, count: int, seed: int) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-@DATASETS.register("synthetic")
+@register("synthetic")
 def synthetic(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     return DomainAdaptationTask(

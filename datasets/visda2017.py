@@ -6,9 +6,9 @@ Layout under ``data.root``: ``train/<class>/*.png``, ``validation/<class>/*.jpg`
 """
 from __future__ import annotations
 
-from datasets.download import Archive
-from datasets.imagelist import ImageListBenchmark
-from datasets.task import DATASETS
+from normda.datasets.download import Archive
+from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.base import register
 
 CLASSES = ["aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person", "plant", "skateboard",
            "train", "truck"]
@@ -27,4 +27,4 @@ VISDA2017 = ImageListBenchmark(
     how_to_get="download VisDA-2017 as the README's Data section says and extract it there",
 )
 
-DATASETS.register("visda2017")(VISDA2017.build)
+register("visda2017")(VISDA2017.build)

@@ -1,17 +1,25 @@
 """Normalization layers for domain adaptation, chosen by name, and the converter that swaps them into any model.
 
->>> import torchvision, normalization
+>>> import torchvision
+>>> from normda import normalization
 >>> model = normalization.convert(torchvision.models.resnet50(), "transnorm")
+
+``base.py`` holds what an option is (:class:`Normalization`), the table of options (``NORMALIZATIONS``), ``register``
+and ``build``; each other file is one family of layers and its ``norm=`` options (``transnorm.py``, ``dsbn.py``,
+``autodial.py``, ``adabn.py``, ``daft.py``, ``bgn.py``, ``switchable.py``, ``weight_align.py``, ``standard.py`` for
+BN/GN/IN/LN), beside ``convert.py`` (the swap), ``domain.py`` (where the source part of a batch ends, and which
+domain's statistics evaluation uses), ``split_batchnorm.py`` and ``sync.py`` (per-domain batch statistics, in one
+process and across processes).
 """
-from normalization.convert import NormAct, build, convert
-from normalization.domain import (
+from normda.normalization.base import NORMALIZATIONS, Normalization, build, register
+from normda.normalization.convert import NormAct, convert
+from normda.normalization.domain import (
     DomainAwareNorm,
     domain_split,
     evaluation_domain,
     set_evaluation_domain,
 )
-from normalization.registry import NORMALIZATIONS, Normalization, register
-from normalization.transnorm import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
+from normda.normalization.transnorm import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
 
 __all__ = [
     "NORMALIZATIONS",

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from normalization.registry import Normalization, register
+from normda.normalization.base import Normalization, register
 
 
 class PooledMoments:

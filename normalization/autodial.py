@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import nullcontext
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +38,18 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DOMAINS, DomainAwareNorm, check_domain, check_sync, copy_running_stats
-from normalization.registry import Normalization, copy_affine, layer_label, register
-from normalization.split_batchnorm import batch_moments, kernel_constants, statistics_dtype
-from normalization.sync import distributed_world, global_moments, local_moments
-from normda.errors import BatchTooSmallError, ConfigError
+from normda.normalization.domain import DOMAINS, DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
+from normda.normalization.base import copy_affine, layer_label, register
+from normda.normalization.split_batchnorm import batch_moments, kernel_constants, statistics_dtype, use_fused_kernels
+from normda.normalization.sync import distributed_world, global_moments, local_moments
+from normda.errors import BatchTooSmallError
+from normda.registry import check_setting
 
 
 _aten = torch.ops.aten
+
+#: Caffe's bias-corrected average (``moving_average_fraction``) or BatchNorm's ``momentum``
+RunningAverage = Literal["caffe", "pytorch"]
 
 
 def mixed_statistics(alpha: torch.Tensor, moments: torch.Tensor) -> torch.Tensor:
@@ -242,11 +247,10 @@ def reference_autodial(x: torch.Tensor, alpha: torch.Tensor, n_source: int, eps:
 class AutoDIALNorm(DomainAwareNorm, nn.Module):
     """One AutoDIAL layer for (N, C), (N, C, L) or (N, C, H, W) input."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, running_average: str = "caffe",
+    def __init__(self, num_features: int, eps: float = 1e-5, running_average: RunningAverage = "caffe",
                  moving_average_fraction: float = 0.999, momentum: float = 0.1):
         super().__init__()
-        if running_average not in ("caffe", "pytorch"):
-            raise ConfigError(f"unknown AutoDIAL running_average {running_average!r}: choose caffe or pytorch")
+        check_setting("running_average", running_average, RunningAverage)
         self.num_features = num_features
         self.eps = eps
         self.running_average = running_average
@@ -287,16 +291,16 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
                 self._update(("source",) if n_source else ("target",),
                              (mean, _unbiased(invstd.pow(-2) - self.eps, values)))
             return out
-        synced = self.sync and distributed_world() > 1
-        if not (synced or torch.compiler.is_compiling()):
+        if use_fused_kernels(self.sync):
             return _AutoDIALFunction.apply(x, self.weight, self.bias, self.alpha, n_source, self.eps,
                                            functools.partial(self._update, DOMAINS))
+        synced = self.sync and distributed_world() > 1
         shape = (1, self.num_features) + (1,) * (x.dim() - 2)
         x_hat, mixed, counts = reference_autodial(x, self.alpha, n_source, self.eps,
                                                   global_moments if synced else local_moments)
         with torch.no_grad():
             mean, var = mixed.detach().unbind(1)
-            var = _unbiased(var, counts.sum() if synced else values)
+            var = _unbiased(var, sum(counts))
             self._update(DOMAINS, (mean[0], var[0], mean[1], var[1]))
         return self.weight.view(shape) * x_hat + self.bias.view(shape)
 
@@ -315,9 +319,9 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         torch._foreach_lerp_(running, rows, [factor for factor in factors for _ in ("mean", "var")])
 
 
-def _unbiased(var: torch.Tensor, values) -> torch.Tensor:
-    """``var`` (biased, over ``values`` per channel, an int or a tensor) made unbiased."""
-    return var * (values / (values - 1).clamp(min=1) if torch.is_tensor(values) else values / max(values - 1, 1))
+def _unbiased(var: torch.Tensor, values: int) -> torch.Tensor:
+    """``var`` (biased, over ``values`` per channel) made unbiased."""
+    return var * (values / max(values - 1, 1))
 
 
 _DOMAIN_SETS = (("source",), ("target",), DOMAINS)
@@ -327,17 +331,15 @@ _RUNNING_WEIGHTS = {domains: [f"running_weight_{domain}" for domain in domains] 
 
 
 @register("autodial")
-class AutoDIAL(Normalization):
+class AutoDIAL(DomainAwareOption):
     """``norm=autodial``: every BatchNorm becomes an AutoDIAL layer; its gamma/beta and running statistics start both
     domains' rows (with Caffe scale s = 1, as if the statistics had been averaged once)."""
 
-    def __init__(self, running_average: str = "caffe", moving_average_fraction: float = 0.999, momentum: float = 0.1,
-                 test_stats: str = "target", sync: bool = False):
-        check_domain(test_stats, "norm.test_stats")
+    def __init__(self, running_average: RunningAverage = "caffe", moving_average_fraction: float = 0.999,
+                 momentum: float = 0.1, test_stats: TestStats = "auto", sync: bool = False):
+        super().__init__(test_stats, sync)
         self.layer_options = dict(running_average=running_average, moving_average_fraction=moving_average_fraction,
                                   momentum=momentum)
-        self.test_stats = test_stats
-        self.sync = check_sync(sync)
 
     def replace(self, bn: _BatchNorm) -> AutoDIALNorm:
         layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, **self.layer_options))
@@ -345,6 +347,4 @@ class AutoDIAL(Normalization):
         if bn.track_running_stats:
             layer.running_weight_source.fill_(1.0)
             layer.running_weight_target.fill_(1.0)
-        layer.eval_domain = self.test_stats
-        layer.sync = self.sync
-        return layer
+        return self.configure(layer)

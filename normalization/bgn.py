@@ -14,15 +14,18 @@ The paper's per-task G for Office-31 (Table 7: 1 for A->D, 8 for A->W, 32 for D-
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.registry import Normalization, copy_affine, layer_label, register
+from normda.normalization.base import Normalization, copy_affine, layer_label, register
 from normda.errors import BatchTooSmallError, ConfigError
+from normda.registry import AtLeast, check_setting
 
-MODES = ("flat", "channel")
+Mode = Literal["flat", "channel"]
 
 
 def channel_groups(num_features: int, groups: int, layer: str) -> int:
@@ -35,11 +38,10 @@ def channel_groups(num_features: int, groups: int, layer: str) -> int:
 
 
 class BatchGroupNorm(nn.Module):
-    def __init__(self, num_features: int, groups: int, mode: str = "flat", eps: float = 1e-5,
+    def __init__(self, num_features: int, groups: int, mode: Mode = "flat", eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True):
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"unknown BGN mode {mode!r}: choose flat or channel")
+        check_setting("mode", mode, Mode)
         if mode == "channel":
             groups = channel_groups(num_features, groups, "BGN")
         self.num_features = num_features
@@ -110,11 +112,7 @@ class BatchGroupNorm(nn.Module):
 class BGN(Normalization):
     """``norm=bgn``: every BatchNorm becomes BGN with ``groups`` groups (``mode`` flat or channel)."""
 
-    def __init__(self, groups: int = 32, mode: str = "flat"):
-        if mode not in MODES:
-            raise ConfigError(f"norm.mode={mode!r}: choose flat or channel")
-        if groups < 1:
-            raise ConfigError(f"norm.groups={groups}: give a positive number of groups")
+    def __init__(self, groups: Annotated[int, AtLeast(1)] = 32, mode: Mode = "flat"):
         self.groups = groups
         self.mode = mode
 

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import fnmatch
-import inspect
 from typing import Any, Iterable
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.registry import NORMALIZATIONS, Normalization
-from normda.errors import ConfigError
+from normda.normalization.base import Normalization, build
 
 
 class NormAct(nn.Module):
@@ -24,17 +22,6 @@ class NormAct(nn.Module):
 
     def forward(self, x):
         return self.act(self.drop(self.norm(x)))
-
-
-def build(name: str, **options: Any) -> Normalization:
-    """The ``norm=name`` option with ``options`` (the keys of its YAML besides ``name`` and ``exclude``)."""
-    option_class = NORMALIZATIONS.get(name)
-    accepted = [p for p in inspect.signature(option_class).parameters]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        choices = ", ".join(accepted) if accepted else "none"
-        raise ConfigError(f"norm={name} has no option {', '.join(unknown)} (its options: {choices})")
-    return option_class(**options)
 
 
 def _excluded(name: str, bn: _BatchNorm, patterns: list[str]) -> bool:

@@ -14,23 +14,22 @@ and the running statistics become ``M_t, Sigma_t``. The eval-mode function of th
 every input; what changes is where fine-tuning starts: train-mode BatchNorm now matches the data's statistics.
 
 In UDA the training data is the labelled source; ``stats_from`` also allows the target or both (equal weight per
-batch). The layers stay ``nn.BatchNorm``; the rest of DAFT (zero-initialised head, separate learning rates) is the
-``daft`` method. Algorithm 1 converts the layers of the pre-trained model: a BatchNorm whose statistics were never
+batch). The layers stay ``nn.BatchNorm``; the rest of DAFT (a zero-initialised linear head on the features, separate learning
+rates, cosine annealing) is the training recipe ``protocol=daft``. Algorithm 1 converts the layers of the pre-trained model: a BatchNorm whose statistics were never
 trained (running mean 0, variance 1; the new bottleneck, or a whole network trained from scratch) has no pretrained
 statistics to convert from and is left as it is; if no layer has any, a warning says that DAFT did nothing.
 """
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from typing import Literal, Mapping
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from normalization.registry import Normalization, register
-from normda.errors import ConfigError
+from normda.normalization.base import Normalization, register
 
 SOURCES = {"source": ("source",), "target": ("target",), "both": ("source", "target")}
 
@@ -94,11 +93,10 @@ def has_pretrained_statistics(bn: _BatchNorm) -> bool:
 
 @register("daft")
 class DAFTConversion(Normalization):
-    """``norm=daft``: BatchNorm, converted by a statistics pass before training."""
+    """``norm=daft``: BatchNorm, converted by a statistics pass before training (with ``protocol=daft``, DAFT's
+    fine-tuning recipe)."""
 
-    def __init__(self, stats_from: str = "source"):
-        if stats_from not in SOURCES:
-            raise ConfigError(f"norm.stats_from={stats_from!r}: choose source, target or both")
+    def __init__(self, stats_from: Literal["source", "target", "both"] = "source"):
         self.stats_from = stats_from
 
     def before_training(self, model: nn.Module, loaders: Mapping[str, DataLoader], device: torch.device) -> None:

@@ -1,36 +1,31 @@
 """Where the source part of a batch ends, and which domain's statistics evaluation uses.
 
 A training step runs one forward pass over the concatenated batch ``[x_source; x_target]``. Domain-aware layers
-(TransNorm, and later DSBN and AutoDIAL) need the split point; the trainer states it with :func:`domain_split`. Without
-it, a layer follows the official TransNorm rule: the first ``N // 2`` samples are source, the rest target. In eval mode
-the layers normalise with the statistics of :func:`evaluation_domain` (target by default).
+(TransNorm, DSBN and AutoDIAL) need the split point; the trainer states it with :func:`domain_split`. Without it, a
+layer follows the official TransNorm rule: the first ``N // 2`` samples are source, the rest target.
+
+In eval mode the layers normalise with one domain's statistics. Which one is decided in one place,
+:meth:`DomainAwareOption.set_evaluation_statistics`, from ``norm.test_stats``: ``target`` or ``source``, or ``auto``
+(the default): the target's when training shows the layers target batches, the source's when it never does (source
+only), since the target statistics would then be the untouched pretrained ones. :func:`evaluation_domain` switches
+them for one block (DEV evaluates held-out source data with source statistics).
 
 Layers never import the trainer: the trainer sets two plain attributes on every :class:`DomainAwareNorm` it finds.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Literal
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normda.errors import ConfigError
+from normda.normalization.base import Normalization
 
 DOMAINS = ("source", "target")
-
-
-def check_domain(domain: str, key: str) -> None:
-    if domain not in DOMAINS:
-        raise ConfigError(f"{key}={domain!r} is not a domain: choose source or target")
-
-
-def check_sync(sync: object) -> bool:
-    """``norm.sync`` must be true or false."""
-    if not isinstance(sync, bool):
-        raise ConfigError(f"norm.sync={sync!r} is not a boolean: set norm.sync=true or norm.sync=false")
-    return sync
+Domain = Literal["source", "target"]
+TestStats = Literal["auto", "target", "source"]
 
 
 def copy_running_stats(bn: _BatchNorm, layer: nn.Module, domains: tuple[str, ...] = DOMAINS) -> None:
@@ -91,9 +86,10 @@ def domain_split(model: nn.Module, n_source: int, n_target: int) -> Iterator[Non
             layer.domain_split = split
 
 
-def set_evaluation_domain(model: nn.Module, domain: str) -> None:
+def set_evaluation_domain(model: nn.Module, domain: Domain) -> None:
     """Make every domain-aware layer of ``model`` evaluate with ``domain``'s statistics from now on."""
-    check_domain(domain, "evaluation domain")
+    if domain not in DOMAINS:
+        raise ValueError(f"{domain!r} is not a domain: source or target")
     for layer in domain_aware_layers(model):
         layer.eval_domain = domain
 
@@ -109,3 +105,23 @@ def evaluation_domain(model: nn.Module, domain: str) -> Iterator[None]:
     finally:
         for layer, value in zip(layers, previous):
             layer.eval_domain = value
+
+
+class DomainAwareOption(Normalization):
+    """Base of the ``norm=`` options whose layers keep per-domain statistics (``transnorm``, ``dsbn``, ``autodial``):
+    ``test_stats`` (which statistics evaluation uses) and ``sync`` (per-domain statistics over all processes of a
+    ``torchrun`` job, ``normalization/sync.py``)."""
+
+    def __init__(self, test_stats: TestStats = "auto", sync: bool = False):
+        self.test_stats = test_stats
+        self.sync = sync
+
+    def configure(self, layer: DomainAwareNorm) -> DomainAwareNorm:
+        """Give a new layer this option's settings (``auto`` evaluates with the target until told otherwise)."""
+        layer.eval_domain = "target" if self.test_stats == "auto" else self.test_stats
+        layer.sync = self.sync
+        return layer
+
+    def set_evaluation_statistics(self, model: nn.Module, trains_on_target: bool) -> None:
+        if self.test_stats == "auto":
+            set_evaluation_domain(model, "target" if trains_on_target else "source")

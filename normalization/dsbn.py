@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain, check_sync
-from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
-from normalization.split_batchnorm import split_batch_norm
+from normda.normalization.domain import DomainAwareNorm, DomainAwareOption
+from normda.normalization.base import batchnorm_dims, copy_affine, layer_label, register
+from normda.normalization.split_batchnorm import split_batch_norm
 from normda.errors import BatchTooSmallError
 
 
@@ -69,16 +69,8 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
 
 
 @register("dsbn")
-class DSBN(Normalization):
+class DSBN(DomainAwareOption):
     """``norm=dsbn``: every BatchNorm becomes two, one per domain."""
 
-    def __init__(self, test_stats: str = "target", sync: bool = False):
-        check_domain(test_stats, "norm.test_stats")
-        self.test_stats = test_stats
-        self.sync = check_sync(sync)
-
     def replace(self, bn: _BatchNorm) -> DomainSpecificBatchNorm:
-        layer = DomainSpecificBatchNorm(bn)
-        layer.eval_domain = self.test_stats
-        layer.sync = self.sync
-        return layer
+        return self.configure(DomainSpecificBatchNorm(bn))

@@ -12,24 +12,48 @@ This is exactly ``torch.cat([F.batch_norm(x_s, ...), F.batch_norm(x_t, ...)]) * 
 activations that BatchNorm itself makes: ATen's ``batch_norm_update_stats`` gives each part's moments, ``s`` comes from
 them, and the eval-mode ``native_batch_norm`` kernel normalises each part with its moments and the affine
 ``(s gamma_d, s beta_d)`` straight into its rows of one output (no concatenation, no pass to apply ``s``). The backward
-pass is ATen's ``native_batch_norm_backward`` with ``s gamma_d`` as the weight. ``torch.compile`` traces the plain
-formulation instead (``reference_split_batch_norm``), which Inductor fuses by itself.
+pass is ATen's ``native_batch_norm_backward`` with ``s gamma_d`` as the weight.
+
+There is one other formulation, :func:`reference_split_batch_norm`: each domain's moments from ``torch.var_mean``, the
+normalisation written out, autograd for the backward. ``torch.compile`` traces it (Inductor fuses it by itself), and
+``norm.sync=true`` runs it with the moments of all processes (``normalization/sync.py``, the only thing that differs).
+The fused kernels are kept because they pay on their own (``scripts/bench_norms.py``, the ``[plain ops]`` rows: the
+README's Speed section); :func:`fused_kernels` switches them off to measure that.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from normalization.sync import distributed_world, synced_split_batch_norm
+from normda.normalization.sync import distributed_world, global_moments, local_moments
 
 #: maps ``{domain: (batch mean, unbiased batch variance)}`` of the parts present to a per-channel scale, or None.
 ChannelScale = Callable[[dict], Optional[torch.Tensor]]
 
 _aten = torch.ops.aten
+_FUSED = True
+
+
+@contextmanager
+def fused_kernels(enabled: bool) -> Iterator[None]:
+    """Within the block, TransNorm, DSBN and AutoDIAL use their fused kernels (``True``, the default) or the plain
+    formulation that ``torch.compile`` and ``norm.sync`` use (``False``): what ``scripts/bench_norms.py`` compares."""
+    global _FUSED
+    previous, _FUSED = _FUSED, enabled
+    try:
+        yield
+    finally:
+        _FUSED = previous
+
+
+def use_fused_kernels(sync: bool) -> bool:
+    """Whether a layer takes its fused path: not while ``torch.compile`` traces, not when its statistics are
+    synchronised across processes, not inside ``fused_kernels(False)``."""
+    return _FUSED and not (sync and distributed_world() > 1) and not torch.compiler.is_compiling()
 
 
 def statistics_dtype(x: torch.Tensor) -> torch.dtype:
@@ -127,31 +151,44 @@ def split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict
     ``affine[domain] = (gamma, beta)`` (the same tensors for a shared affine, or None); ``running[domain] =
     (running_mean, running_var)`` (or None), updated in place with ``momentum`` (one float, or one per domain). An
     empty part is skipped. ``channel_scale`` receives ``{domain: (mean, unbiased variance)}`` of the parts present and
-    returns the per-channel scale ``s``. ``sync``: each domain's statistics over all processes of a distributed job
-    (``normalization/sync.py``).
+    returns the per-channel scale ``s``. ``sync``: each domain's statistics over all processes of a distributed job.
     """
-    if sync and distributed_world() > 1:
-        return synced_split_batch_norm(x, n_source, affine, running, _per_domain(momentum), eps, channel_scale)
-    if torch.compiler.is_compiling():
-        return reference_split_batch_norm(x, n_source, affine, running, momentum, eps, channel_scale)
-    return _SplitBatchNorm.apply(x, *affine["source"], *affine["target"], n_source, running, _per_domain(momentum),
-                                 eps, channel_scale)
+    if use_fused_kernels(sync):
+        return _SplitBatchNorm.apply(x, *affine["source"], *affine["target"], n_source, running,
+                                     _per_domain(momentum), eps, channel_scale)
+    synced = sync and distributed_world() > 1
+    return reference_split_batch_norm(x, n_source, affine, running, momentum, eps, channel_scale,
+                                      global_moments if synced else local_moments)
 
 
 def reference_split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict, momentum: float | dict,
-                               eps: float, channel_scale: ChannelScale | None = None) -> torch.Tensor:
-    """:func:`split_batch_norm` written with ``F.batch_norm``, ``torch.var_mean`` and ``torch.cat``."""
+                               eps: float, channel_scale: ChannelScale | None = None, moments=local_moments
+                               ) -> torch.Tensor:
+    """:func:`split_batch_norm` in plain differentiable operations: ``moments`` gives each domain's mean, biased
+    variance and value count (``normalization.sync.local_moments`` in this process, ``global_moments`` over all
+    processes, where a domain's part may be empty on some of them); each part is ``(x_d - mu_d) / sqrt(var_d + eps)``
+    with its affine; the running statistics receive the mean and the unbiased variance."""
     momentum = _per_domain(momentum)
+    parts = {"source": x[:n_source], "target": x[n_source:]}
+    mean, var, count = moments(list(parts.values()))
     outputs, statistics = [], {}
-    for domain, part in (("source", x[:n_source]), ("target", x[n_source:])):
-        if part.shape[0] == 0:
+    for index, (domain, part) in enumerate(parts.items()):
+        if count[index] == 0:
             continue
         with torch.no_grad():
-            var, mean = torch.var_mean(part.float() if part.dtype in (torch.float16, torch.bfloat16) else part,
-                                       dim=(0, *range(2, part.dim())), correction=1)
-        statistics[domain] = (mean, var)
-        outputs.append(F.batch_norm(part, *running[domain], *affine[domain], training=True,
-                                    momentum=momentum[domain], eps=eps))
+            unbiased = var[index] * (count[index] / max(count[index] - 1, 1))
+            statistics[domain] = (mean[index].detach(), unbiased)
+            running_mean, running_var = running[domain] if running[domain] is not None else (None, None)
+            if running_mean is not None:
+                running_mean.lerp_(mean[index].to(running_mean.dtype), momentum[domain])
+                running_var.lerp_(unbiased.to(running_var.dtype), momentum[domain])
+        if part.shape[0] == 0:
+            continue
+        normalised = (part - _channel_view(mean[index], x)) * torch.rsqrt(_channel_view(var[index], x) + eps)
+        weight, bias = affine[domain]
+        if weight is not None:
+            normalised = normalised * _channel_view(weight, x) + _channel_view(bias, x)
+        outputs.append(normalised.to(x.dtype))
     out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
     scale = channel_scale(statistics) if channel_scale is not None else None
     return out if scale is None else out * _channel_view(scale, x).to(out.dtype)

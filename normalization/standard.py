@@ -7,16 +7,19 @@ with one group ("LayerNorm in the CNN sense": statistics over (C, H, W), per-cha
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.registry import Normalization, copy_affine, layer_label, register
+from normda.normalization.base import Normalization, copy_affine, layer_label, register
 from normda.errors import BatchTooSmallError, ConfigError
+from normda.registry import AtLeast
 
 
 @register("bn")
-class BatchNorm(Normalization):
+class BatchNormOption(Normalization):
     """One BatchNorm over the concatenated ``[source; target]`` batch: every BatchNorm stays as it is."""
 
 
@@ -28,10 +31,10 @@ def group_norm(bn: _BatchNorm, groups: int, option: Normalization) -> nn.GroupNo
 
 
 @register("gn")
-class GroupNorm(Normalization):
+class GroupNormOption(Normalization):
     """GroupNorm (Wu & He, ECCV 2018) with ``groups`` groups of channels (32 in the paper)."""
 
-    def __init__(self, groups: int = 32):
+    def __init__(self, groups: Annotated[int, AtLeast(1)] = 32):
         self.groups = groups
 
     def replace(self, bn: _BatchNorm) -> nn.Module:
@@ -67,7 +70,7 @@ class InstanceNormOption(Normalization):
 
 
 @register("ln")
-class LayerNorm(Normalization):
+class LayerNormOption(Normalization):
     """LayerNorm in the CNN sense (Ba et al., 2016): statistics over (C, H, W) of each sample, per-channel affine."""
 
     def replace(self, bn: _BatchNorm) -> nn.Module:

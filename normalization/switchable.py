@@ -17,28 +17,29 @@ moving average where the paper's fine-tuning re-estimates a batch average.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.registry import Normalization, copy_affine, layer_label, register
+from normda.normalization.base import Normalization, copy_affine, layer_label, register
 from normda.errors import BatchTooSmallError, ConfigError
+from normda.registry import check_setting
 
-VARIANCE_MODES = ("exact", "official")
-INIT_RATIOS = ("uniform", "bn_dominant")
+VarianceMode = Literal["exact", "official"]
+InitRatio = Literal["uniform", "bn_dominant"]
 
 
 class SwitchNorm(nn.Module):
     """Switchable Normalization for (N, C, ...) input: IN, LN, BN over (N, C, L) maps, or LN and BN over (N, C)."""
 
     def __init__(self, num_features: int, one_d: bool = False, eps: float = 1e-5, momentum: float = 0.1,
-                 using_bn: bool = True, variance_mode: str = "exact", init_ratio: str = "uniform",
+                 using_bn: bool = True, variance_mode: VarianceMode = "exact", init_ratio: InitRatio = "uniform",
                  ratio_weight_decay: bool = True):
         super().__init__()
-        if variance_mode not in VARIANCE_MODES:
-            raise ConfigError(f"unknown SN variance_mode {variance_mode!r}: choose exact or official")
-        if init_ratio not in INIT_RATIOS:
-            raise ConfigError(f"unknown SN init_ratio {init_ratio!r}: choose uniform or bn_dominant")
+        check_setting("variance_mode", variance_mode, VarianceMode)
+        check_setting("init_ratio", init_ratio, InitRatio)
         self.num_features = num_features
         self.one_d = one_d
         self.eps = eps
@@ -137,11 +138,10 @@ class Switchable(Normalization):
     BN branch) carry over. The ratios start at 1/3 (``init_ratio: uniform``, the paper's), so the function changes;
     ``bn_dominant`` starts near the BatchNorm instead."""
 
-    def __init__(self, using_bn: bool = True, variance_mode: str = "exact", init_ratio: str = "uniform",
+    def __init__(self, using_bn: bool = True, variance_mode: VarianceMode = "exact", init_ratio: InitRatio = "uniform",
                  ratio_weight_decay: bool = True, momentum: float = 0.1):
         self.layer_options = dict(using_bn=using_bn, variance_mode=variance_mode, init_ratio=init_ratio,
                                   ratio_weight_decay=ratio_weight_decay, momentum=momentum)
-        SwitchNorm(1, **self.layer_options)  # reject unknown modes now
 
     def replace(self, bn: _BatchNorm) -> SwitchNorm:
         layer = SwitchNorm(bn.num_features, one_d=isinstance(bn, nn.BatchNorm1d), eps=bn.eps, **self.layer_options)

@@ -26,43 +26,37 @@ Whatever the choice, ``alpha = C p / sum(p)``.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normalization.domain import DomainAwareNorm, check_domain, check_sync, copy_running_stats
-from normalization.registry import Normalization, batchnorm_dims, copy_affine, layer_label, register
-from normalization.split_batchnorm import split_batch_norm
-from normda.errors import BatchTooSmallError, ConfigError
+from normda.normalization.domain import DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
+from normda.normalization.base import batchnorm_dims, copy_affine, layer_label, register
+from normda.normalization.split_batchnorm import split_batch_norm
+from normda.errors import BatchTooSmallError
+from normda.registry import check_setting
 
 
-ALPHAS = ("adaptive", "one", "none")
-
-
-def check_alpha(alpha: str) -> None:
-    if alpha not in ALPHAS:
-        raise ConfigError(f"unknown TransNorm alpha {alpha!r}: choose adaptive, one or none")
-
-
-def _distance(mean_source, var_source, mean_target, var_target, eps, kind):
-    if kind == "normalized_mean":  # Eq. 5
-        return (mean_source / torch.sqrt(var_source + eps) - mean_target / torch.sqrt(var_target + eps)).abs()
-    if kind == "mean":
-        return (mean_source - mean_target).abs()
-    if kind == "wasserstein":
-        return torch.sqrt((mean_source - mean_target) ** 2 + (var_source.sqrt() - var_target.sqrt()) ** 2)
-    raise ConfigError(f"unknown TransNorm distance {kind!r}: choose normalized_mean, mean or wasserstein")
-
-
-def _probability(distance, kind):
-    if kind == "student_t":  # Eq. 6: Student t with one degree of freedom
-        return 1.0 / (1.0 + distance)
-    if kind == "gaussian":
-        return torch.exp(-0.5 * distance**2)
-    if kind == "softmax":
-        return torch.softmax(-distance, dim=0)
-    raise ConfigError(f"unknown TransNorm probability {kind!r}: choose student_t, gaussian or softmax")
+#: Eq. 5 and the Table 6 variants: the distance between the domains' channel statistics
+DISTANCES = {
+    "normalized_mean": lambda mean_s, var_s, mean_t, var_t, eps: (
+        mean_s / torch.sqrt(var_s + eps) - mean_t / torch.sqrt(var_t + eps)).abs(),
+    "mean": lambda mean_s, var_s, mean_t, var_t, eps: (mean_s - mean_t).abs(),
+    "wasserstein": lambda mean_s, var_s, mean_t, var_t, eps: torch.sqrt(
+        (mean_s - mean_t) ** 2 + (var_s.sqrt() - var_t.sqrt()) ** 2),
+}
+#: Eq. 6 (Student t with one degree of freedom) and the Table 6 variants: a distance's weight, before normalising
+PROBABILITIES = {
+    "student_t": lambda distance: 1.0 / (1.0 + distance),
+    "gaussian": lambda distance: torch.exp(-0.5 * distance**2),
+    "softmax": lambda distance: torch.softmax(-distance, dim=0),
+}
+Alpha = Literal["adaptive", "one", "none"]
+Distance = Literal[tuple(DISTANCES)]
+Probability = Literal[tuple(PROBABILITIES)]
 
 
 def transferability_alpha(
@@ -71,12 +65,12 @@ def transferability_alpha(
     mean_target: torch.Tensor,
     var_target: torch.Tensor,
     eps: float,
-    distance: str = "normalized_mean",
-    probability: str = "student_t",
+    distance: Distance = "normalized_mean",
+    probability: Probability = "student_t",
 ) -> torch.Tensor:
     """Per-channel transferability ``alpha = C p / sum(p)`` of Eq. 5-6, from per-domain channel means and (unbiased)
     variances; ``distance`` and ``probability`` select the Table 6 variants."""
-    p = _probability(_distance(mean_source, var_source, mean_target, var_target, eps, distance), probability)
+    p = PROBABILITIES[probability](DISTANCES[distance](mean_source, var_source, mean_target, var_target, eps))
     return p * (p.numel() / p.sum())
 
 
@@ -86,9 +80,12 @@ class _TransNorm(DomainAwareNorm, nn.Module):
     _input_dims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 alpha: str = "adaptive", distance: str = "normalized_mean", probability: str = "student_t"):
+                 alpha: Alpha = "adaptive", distance: Distance = "normalized_mean",
+                 probability: Probability = "student_t"):
         super().__init__()
-        check_alpha(alpha)
+        for key, value, kind in (("alpha", alpha, Alpha), ("distance", distance, Distance),
+                                 ("probability", probability, Probability)):
+            check_setting(key, value, kind)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -212,24 +209,18 @@ _BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d}
 
 
 @register("transnorm")
-class TransNorm(Normalization):
+class TransNorm(DomainAwareOption):
     """``norm=transnorm``: every BatchNorm becomes a TransNorm layer with its gamma/beta, and its running statistics
-    copied into both domains' buffers. ``test_stats`` is the domain whose statistics evaluation uses."""
+    copied into both domains' buffers."""
 
-    def __init__(self, alpha: str = "adaptive", distance: str = "normalized_mean", probability: str = "student_t",
-                 test_stats: str = "target", sync: bool = False):
-        check_domain(test_stats, "norm.test_stats")
-        check_alpha(alpha)
-        transferability_alpha(*torch.ones(4, 1), 1e-5, distance, probability)  # rejects unknown names now
+    def __init__(self, alpha: Alpha = "adaptive", distance: Distance = "normalized_mean",
+                 probability: Probability = "student_t", test_stats: TestStats = "auto", sync: bool = False):
+        super().__init__(test_stats, sync)
         self.layer_options = dict(alpha=alpha, distance=distance, probability=probability)
-        self.test_stats = test_stats
-        self.sync = check_sync(sync)
 
     def replace(self, bn: _BatchNorm) -> _TransNorm:
         layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
                                             **self.layer_options)
         copy_affine(bn, layer)
         copy_running_stats(bn, layer, ("source", "target"))
-        layer.eval_domain = self.test_stats
-        layer.sync = self.sync
-        return layer
+        return self.configure(layer)

@@ -18,13 +18,16 @@ filter (its mean removed, its scale reset), so the pretrained function is not pr
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from normalization.registry import Normalization, copy_affine, register
-from normalization.standard import GroupNorm, InstanceNormOption, LayerNorm
+from normda.normalization.base import Normalization, copy_affine, register
+from normda.registry import AtLeast
+from normda.normalization.standard import GroupNormOption, InstanceNormOption, LayerNormOption
 
 
 class WeightAlignment(nn.Module):
@@ -108,9 +111,9 @@ class WeightAlignBN(WeightAlign):
 class WeightAlignGN(WeightAlign):
     """GN + WA: WA convolutions, GroupNorm(``groups``) in place of BatchNorm."""
 
-    activation_class = GroupNorm
+    activation_class = GroupNormOption
 
-    def __init__(self, include_stem: bool = True, eps: float = 1e-5, groups: int = 32):
+    def __init__(self, include_stem: bool = True, eps: float = 1e-5, groups: Annotated[int, AtLeast(1)] = 32):
         super().__init__(include_stem, eps)
         self.activation.groups = groups
 
@@ -126,4 +129,4 @@ class WeightAlignIN(WeightAlign):
 class WeightAlignLN(WeightAlign):
     """LN + WA: WA convolutions, LayerNorm (CNN sense) in place of BatchNorm."""
 
-    activation_class = LayerNorm
+    activation_class = LayerNormOption

@@ -1,166 +1,107 @@
-"""Checks of a ``train.py`` command line before Hydra runs it, so that an unknown option, a mistyped key or an output
-folder that cannot be written is one line naming the problem and the fix (Hydra's own messages span a screen), and
-so that a sweep with one bad value fails before its first job rather than after hours of the others."""
+"""``train.py``'s errors as one line, ``error: <the problem>: <the fix>``, exit status 2, no traceback.
+
+The config is composed once per command, by Hydra; this module only rephrases what Hydra and the run report. Hydra
+composes every job of a sweep before it starts the first (its sweeper validates the whole batch), so a sweep with one
+bad value stops before any job runs. What Hydra raises, and how it reads here:
+
+* an option that is not in its group (``MissingConfigException``, with the group's options):
+  ``unknown norm=groupnorm (did you mean ...?): choose one of ...``;
+* a key that the composed config does not have (``ConfigCompositionException`` caused by OmegaConf's key error, with
+  the node that lacks it): ``unknown key trainer.iteratons (did you mean trainer.iterations?)``, naming the option of
+  a swept group that lacks it;
+* an argument that is not ``key=value`` (``OverrideParseException``);
+* a run folder that cannot be created under ``trainer.output_dir`` (an ``OSError`` before the run starts).
+
+Errors the run itself raises are :class:`normda.errors.UserError`, already one line.
+"""
 from __future__ import annotations
 
-import difflib
 import os
+import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from normda.errors import ConfigError
-
-#: Hydra flags that take a value; ``FLAGS_THAT_CHANGE_THE_CONFIG`` leave the checks to Hydra.
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i"}
-FLAGS_THAT_CHANGE_THE_CONFIG = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-                                "--experimental-rerun", "--shell-completion", "-sc"}
+from normda.errors import UserError, one_line
+from normda.registry import closest, suggestion
 
 
-def command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The ``key=value`` arguments of ``argv`` (``None`` when a flag points Hydra at another config)."""
-    overrides, skip = [], False
-    for argument in argv:
-        if skip:
-            skip = False
-        elif argument.split("=")[0] in FLAGS_THAT_CHANGE_THE_CONFIG:
-            return None
-        elif argument in FLAGS_WITH_VALUE:
-            skip = True
-        elif not argument.startswith("-"):
-            overrides.append(argument)
-    return overrides
+def fail(message: str) -> NoReturn:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
 
 
-def parse(arguments: list[str]) -> list[Override]:
+def unknown_option(error: MissingConfigException) -> str:
+    group, _, value = str(error.missing_cfg_file).rpartition("/")
+    options = sorted(error.options or [])
+    return f"unknown {group}={value}{suggestion(value, options)}: choose one of {', '.join(options)}"
+
+
+def unknown_key(error: ConfigKeyError | ConfigAttributeError) -> str:
+    key = error.full_key
+    parent_key, _, leaf = key.rpartition(".")
+    parent = error.parent_node
+    siblings = [str(sibling) for sibling in parent.keys()] if isinstance(parent, DictConfig) else []
+    # a key of an axis's node (norm.alpha) names the option that lacks it: in a sweep, one of several
+    owner = f" of {parent_key}={parent.name}" if "." not in parent_key and "name" in siblings else ""
+    close = closest(leaf, siblings)
+    hint = f" (did you mean {parent_key + '.' if parent_key else ''}{close}?)" if close else ""
+    return (f"unknown key {key}{owner}{hint}: `python train.py --cfg job` lists every key, and +{key}=<value> adds "
+            f"a new one")
+
+
+def unreadable_argument(arguments: list[str], error: OverrideParseException) -> str:
     parser = OverridesParser.create()
-    parsed = []
     for argument in arguments:
-        try:
-            parsed.extend(parser.parse_overrides([argument]))
-        except HydraException as error:
-            raise ConfigError(f"cannot read {argument!r} as key=value ({str(error).splitlines()[0]}): quote values "
-                              f"that hold spaces, brackets or commas, e.g. 'norm.exclude=[fc]'") from error
-    return parsed
-
-
-def values_of(override: Override) -> list[str]:
-    if override.is_sweep_override():
-        return list(override.sweep_string_iterator())
-    return [override.get_value_element_as_str()]
-
-
-def suggestion(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def key_suggestion(key: str, keys: list[str]) -> str:
-    """The closest existing key: a sibling whose name is close to the last part, else any close dotted key."""
-    parent, _, leaf = key.rpartition(".")
-    siblings = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == parent}
-    close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.7)
-    if close:
-        return f" (did you mean {siblings[close[0]]}?)"
-    return "" if siblings else suggestion(key, keys)
-
-
-def check_groups(overrides: list[Override], conf_dir: Path) -> None:
-    for override in overrides:
-        group = conf_dir / override.key_or_group
-        if override.is_delete() or override.key_or_group.startswith("hydra") or not group.is_dir():
+        if argument.startswith("-"):
             continue
-        options = sorted(path.stem for path in group.glob("*.yaml"))
-        for value in values_of(override):
-            if value not in options:
-                raise ConfigError(f"unknown {override.key_or_group}={value}{suggestion(value, options)}: choose one "
-                                  f"of {', '.join(options)}")
+        try:
+            parser.parse_overrides([argument])
+        except OverrideParseException as cause:
+            reason = str(cause).splitlines()[0]
+            return (f"cannot read {argument!r} as key=value ({reason}): quote values that hold spaces, brackets or "
+                    f"commas, e.g. 'norm.exclude=[fc]'")
+    return str(error).splitlines()[0]
 
 
-def all_keys(cfg: DictConfig) -> list[str]:
-    """Every dotted key of ``cfg`` (unresolved: interpolations are not evaluated)."""
-    def walk(tree: dict, prefix: str) -> list[str]:
-        keys = []
-        for key, value in tree.items():
-            keys.append(f"{prefix}{key}")
-            if isinstance(value, dict):
-                keys.extend(walk(value, f"{prefix}{key}."))
-        return keys
+class Started:
+    """Set once the task function runs: an ``OSError`` before that is Hydra failing to create the run folder."""
 
-    return walk(OmegaConf.to_container(cfg, resolve=False), "")
+    value = False
 
 
-def compose_first(overrides: list[Override], conf_dir: Path, config_name: str,
-                  chosen: dict[str, str] | None = None) -> DictConfig | None:
-    """The config of the sweep's first job (every sweep at its first value; ``chosen`` fixes some of them), or
-    ``None`` where Hydra's composition fails for a reason Hydra reports itself."""
-    chosen = chosen or {}
-    arguments = [f"{o.get_key_element()}={chosen.get(o.key_or_group, values_of(o)[0])}" for o in overrides
-                 if not o.key_or_group.startswith("hydra") and not o.is_delete()]
+def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -> None:
+    """Run the ``@hydra.main`` function ``main`` with Hydra's own error report turned off (``HYDRA_FULL_ERROR``), so
+    that its exceptions reach this function and leave as one line."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
-        with initialize_config_dir(str(conf_dir), version_base="1.3"):
-            return compose(config_name, overrides=arguments)
-    except HydraException:
-        return None
+        main()
+    except UserError as error:
+        fail(one_line(error))
+    except MissingConfigException as error:
+        fail(unknown_option(error))
+    except OverrideParseException as error:
+        fail(unreadable_argument(arguments, error))
+    except ConfigCompositionException as error:
+        if isinstance(error.__cause__, (ConfigKeyError, ConfigAttributeError)):
+            fail(unknown_key(error.__cause__))
+        fail(f"{str(error).splitlines()[0]} {str(error.__cause__ or '').splitlines()[0] if error.__cause__ else ''}")
+    except OSError as error:
+        if Started.value or not error.filename:
+            raise
+        fail(f"cannot create the run folder {error.filename} ({why_not_writable(Path(error.filename))}): set "
+             f"trainer.output_dir to a folder you can write")
 
 
-def has_key(cfg: DictConfig, key: str) -> bool:
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent, throw_on_missing=False) if parent else cfg
-    return isinstance(node, DictConfig) and leaf in node.keys()
-
-
-def check_keys(overrides: list[Override], conf_dir: Path, config_name: str) -> None:
-    """Every ``key=value`` (not ``+key``) names a key of the config that its groups compose, for every option of a
-    swept group that holds it."""
-    groups = {o.key_or_group: values_of(o) for o in overrides
-              if (conf_dir / o.key_or_group).is_dir() and not o.is_delete()}
-    keys = [o for o in overrides if o.type == OverrideType.CHANGE and not o.key_or_group.startswith("hydra")
-            and o.key_or_group not in groups]
-    base = compose_first([o for o in overrides if o.key_or_group in groups], conf_dir, config_name)
-    if base is None:
-        return
-    for override in keys:
-        key = override.key_or_group
-        group = key.split(".")[0]
-        options = groups.get(group, [])
-        for value in options if len(options) > 1 else [None]:
-            cfg = base if value is None or value == options[0] else compose_first(
-                [o for o in overrides if o.key_or_group in groups], conf_dir, config_name, {group: value})
-            if cfg is not None and not has_key(cfg, key):
-                where = f" of {group}={value}" if value else ""
-                raise ConfigError(f"unknown key {key}{where}{key_suggestion(key, all_keys(cfg))}: `python train.py "
-                                  f"--cfg job` lists every key, and +{key}=<value> adds a new one")
-
-
-def check_output_dir(cfg: DictConfig) -> None:
-    """``trainer.output_dir`` must be a folder this process can write, or one it can create."""
-    output = Path(str(cfg.trainer.output_dir)).expanduser().absolute()
-    existing = output
-    while not existing.exists():
+def why_not_writable(folder: Path) -> str:
+    """What stands in the way of creating ``folder``: a file where a folder should be, or a folder not writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        problem = f"{existing} is a file"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
-    else:
-        return
-    raise ConfigError(f"cannot write runs under trainer.output_dir={cfg.trainer.output_dir} ({problem}): choose a "
-                      f"folder you can write")
-
-
-def check_command_line(argv: list[str], conf_dir: Path, config_name: str = "config") -> None:
-    """Raise :class:`ConfigError` for the first unknown group option, unknown key or unwritable output folder."""
-    arguments = command_line_overrides(argv)
-    if arguments is None:
-        return
-    overrides = parse(arguments)
-    check_groups(overrides, conf_dir)
-    check_keys(overrides, conf_dir, config_name)
-    cfg = compose_first(overrides, conf_dir, config_name)
-    if cfg is not None:
-        check_output_dir(cfg)
+        return f"{existing} is a file"
+    return f"{existing} is not writable"

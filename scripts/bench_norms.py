@@ -8,9 +8,10 @@ One step is the trainer's computation: the classifier (backbone + bottleneck + h
 pass. All models live side by side and the repetitions are interleaved (rep 1 of every norm, then rep 2, ...), so
 drifts of the machine hit every norm alike; each norm's ratio is the median over repetitions of its step time divided
 by BN's in the same repetition, reported with a distribution-free 95% confidence interval of that median (to read a
-ratio against a target) and the interquartile range of the ratios. ``transnorm[plain ops]`` is TransNorm written with
-``F.batch_norm`` per domain, ``torch.var_mean`` and ``torch.cat`` (the formulation ``torch.compile`` traces), to show
-what the fused kernels save. Results go to ``results/bench/norms-<device>.json`` (machine, versions, settings, times
+ratio against a target) and the interquartile range of the ratios. ``transnorm[plain ops]``, ``dsbn[plain ops]`` and
+``autodial[plain ops]`` are the same layers in their plain formulation (``torch.var_mean`` and the normalisation
+written out, autograd for the backward: what ``torch.compile`` traces and ``norm.sync`` runs), to show what their
+hand-written kernels save. Results go to ``results/bench/norms-<device>.json`` (machine, versions, settings, times
 and ratios) and a Markdown table beside it.
 """
 from __future__ import annotations
@@ -19,16 +20,15 @@ import argparse
 import statistics
 import sys
 import time
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dann_cdan.benchmark import (  # noqa: E402
+from normda.normalization.split_batchnorm import fused_kernels
+from normda.reporting.benchmark import (
     compose_config,
     machine,
     markdown_table,
@@ -38,7 +38,9 @@ from dann_cdan.benchmark import (  # noqa: E402
     write_results,
 )
 
-PLAIN_TRANSNORM = "transnorm[plain ops]"
+PLAIN = "[plain ops]"
+#: the norms with a hand-written kernel, whose plain formulation is measured beside it
+FUSED = ("transnorm", "dsbn", "autodial")
 BACKBONE_SETTINGS = {  # per-domain batch and image size: (CPU, GPU); the issue's 2x32 at 224 px on a GPU
     "resnet50": {"cpu": (8, 112), "cuda": (32, 224)},
     "dtn": {"cpu": (32, 32), "cuda": (32, 32)},
@@ -49,24 +51,8 @@ def all_norms() -> list[str]:
     return sorted(path.stem for path in (ROOT / "conf" / "norm").glob("*.yaml"))
 
 
-@contextmanager
-def plain_transnorm():
-    """TransNorm layers run ``reference_split_batch_norm`` instead of the fused kernels inside the block."""
-    import normalization.transnorm as transnorm
-    from normalization.split_batchnorm import reference_split_batch_norm, split_batch_norm
-
-    def plain(*args, sync: bool = False, **kwargs):  # the plain formulation has no distributed variant
-        return reference_split_batch_norm(*args, **kwargs)
-
-    transnorm.split_batch_norm = plain
-    try:
-        yield
-    finally:
-        transnorm.split_batch_norm = split_batch_norm
-
-
 def build(backbone: str, norm: str, image_size: int, device: torch.device, channels_last: bool):
-    from dann_cdan.experiment import build_model
+    from normda.experiment import build_model
 
     cfg = compose_config([f"backbone={backbone}", "backbone.pretrained=false", f"backbone.input_size={image_size}",
                    f"norm={norm.split('[')[0]}", "data=synthetic"])
@@ -78,13 +64,13 @@ def build(backbone: str, norm: str, image_size: int, device: torch.device, chann
 
 
 def make_step(model, norm: str, x: torch.Tensor, labels: torch.Tensor, amp: torch.dtype | None):
-    from normalization import domain_split
+    from normda.normalization import domain_split
 
     n = labels.shape[0]
-    plain = norm == PLAIN_TRANSNORM
+    fused = not norm.endswith(PLAIN)
 
     def step() -> None:
-        with plain_transnorm() if plain else nullcontext(), domain_split(model, n, x.shape[0] - n), \
+        with fused_kernels(fused), domain_split(model, n, x.shape[0] - n), \
                 torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
             logits, _ = model(x)
             loss = F.cross_entropy(logits[:n], labels)
@@ -139,8 +125,8 @@ def bench_backbone(backbone: str, norms: list[str], args, device: torch.device) 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "dtn"], choices=sorted(BACKBONE_SETTINGS))
-    parser.add_argument("--norms", nargs="+", default=None, help="norm= names (default: all, plus the plain "
-                                                                   "TransNorm formulation)")
+    parser.add_argument("--norms", nargs="+", default=None, help=f"norm= names, or <norm>{PLAIN} for "
+                                                                   f"{', '.join(FUSED)} (default: all of both)")
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="images per domain (default: 8 on CPU, 32 on GPU)")
@@ -156,8 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    norms = args.norms or [*all_norms(), PLAIN_TRANSNORM]
-    unknown = sorted(set(norms) - set(all_norms()) - {PLAIN_TRANSNORM})
+    plain = [f"{norm}{PLAIN}" for norm in FUSED]
+    norms = args.norms or [*all_norms(), *plain]
+    unknown = sorted(set(norms) - set(all_norms()) - set(plain))
     if unknown:
         parser.error(f"unknown norm {', '.join(unknown)}: choose from {', '.join(all_norms())}")
     norms = ["bn", *[n for n in norms if n != "bn"]]

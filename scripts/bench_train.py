@@ -8,7 +8,7 @@ options (``trainer.amp``, ``trainer.channels_last``, ``trainer.compile``) agains
 Both loops train the same classifier and method module from the same config on the same data, with the same batch
 size and loaders' settings. The hand-written loop is what a researcher would type: two ``DataLoader`` iterators, the
 concatenated batch inside ``domain_split``, cross-entropy plus the method's loss, SGD and the lr schedule, nothing
-else. The framework runs its whole path (``dann_cdan.experiment.train``: run folder, progress bar, loss sums, one
+else. The framework runs its whole path (``normda.experiment.train``: run folder, progress bar, loss sums, one
 evaluation and checkpoint at the end). Each is run for K and for 2K iterations; the step time is
 ``(T(2K) - T(K)) / K``, so setup, the final evaluation and (for ``trainer.compile``) compilation cancel. Repetitions
 are interleaved and the ratio is the median over repetitions. Results go to ``results/bench/train-<device>.json``
@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import datasets  # noqa: E402
-from dann_cdan.benchmark import compose_config, machine, markdown_table, synchronize, write_results  # noqa: E402
-from dann_cdan.experiment import build_model, resolve_device, seed_everything, train  # noqa: E402
-from dann_cdan.method import StepOutputs, build_method  # noqa: E402
-from normalization import domain_split  # noqa: E402
+from normda import datasets
+from normda.reporting.benchmark import compose_config, machine, markdown_table, synchronize, write_results
+from normda.experiment import build_model, resolve_device, seed_everything, train
+from normda import dann_cdan
+from normda.dann_cdan import StepOutputs
+from normda.normalization import domain_split
 
 OPTIONS = {"amp": "trainer.amp=true", "channels_last": "trainer.channels_last=true", "compile": "trainer.compile=true"}
 
@@ -59,7 +59,7 @@ def run_bare(overrides: list[str], iterations: int) -> float:
     task = datasets.build(cfg.data)
     model, _ = build_model(cfg, task.num_classes)
     model.to(device).train()
-    method = build_method(cfg.method, model.features_dim, task.num_classes).to(device).train()
+    method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device).train()
     optim = cfg.optim.optimizer
     optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=optim.lr, momentum=optim.momentum,
                                 weight_decay=optim.weight_decay, nesterov=optim.nesterov)

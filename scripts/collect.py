@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dann_cdan.results import SELECTIONS, build_table, find_runs, read_paper, runs_frame, wandb_runs, write_table  # noqa: E402
+from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, runs_frame, wandb_runs, write_table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,20 +24,19 @@ import numpy as np  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dann_cdan.analysis import (  # noqa: E402
+from normda.reporting.analysis import (
     a_distance,
     domain_features,
     ideal_joint_error,
     load_trained,
     transnorm_alphas,
 )
-from dann_cdan.results import load_run, row_labels  # noqa: E402
+from normda.reporting.tables import load_run
 
 
 def label(run_dir: Path) -> str:
-    labels = row_labels(load_run(run_dir).config)
+    labels = load_run(run_dir).labels
     return f"{labels['method_label']} / {labels['norm_label']} ({labels['task_label']}, seed {labels['seed']})"
 
 

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from dann_cdan.results import SELECTIONS, build_table, find_runs, read_paper, runs_frame, write_table  # noqa: E402
+from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, runs_frame, write_table
 
 LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/launcher=slurm"]}
 

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import os
+import runpy
 import subprocess
 import sys
+from unittest import mock
 from pathlib import Path
 
 import pytest
@@ -17,9 +22,10 @@ CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-sys.path.insert(0, str(ROOT))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one core per worker, not two threads each on both cores
+    torch.set_num_threads(1)
 
-from dann_cdan.run import register_resolvers  # noqa: E402
+from normda.run import register_resolvers  # noqa: E402
 
 register_resolvers()
 
@@ -65,9 +71,41 @@ def randomize_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module, so that a test calls its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python train.py <args>`` run in this process (``runpy``, as the interpreter runs a script, without starting
+    one): its exit status and what it printed, as :func:`run_cli` returns them."""
+    from normda.cli import Started
+
+    GlobalHydra.instance().clear()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with mock.patch.object(sys, "argv", [str(ROOT / "train.py"), *args]), contextlib.redirect_stdout(stdout), \
+                contextlib.redirect_stderr(stderr), mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "1"}):
+            try:
+                runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+                status = 0
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(previous)
+        GlobalHydra.instance().clear()
+        Started.value = False
+    return subprocess.CompletedProcess(["train.py", *args], status, stdout.getvalue(), stderr.getvalue())
+
+
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python train.py <args>`` in ``cwd`` (W&B disabled unless ``env`` says otherwise)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    env = {**os.environ, "WANDB_MODE": "disabled", **(env or {})}
     env = {key: value for key, value in env.items() if value != ""}
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)

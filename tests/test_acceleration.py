@@ -8,11 +8,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dann_cdan.acceleration import Acceleration
-from dann_cdan.evaluate import evaluate
-from dann_cdan.experiment import train
-from dann_cdan.run import RunFolder, config_id
-from normda.errors import ConfigError
+from normda.acceleration import Acceleration
+from normda.evaluate import evaluate
+from normda.experiment import train
+from normda.run import RunFolder, config_id
 
 
 def summary_of(run_dir):
@@ -25,9 +24,9 @@ def summary_of(run_dir):
     ["trainer.channels_last=true"],
 ])
 def test_speed_options_train_a_run(make_config, tmp_path, options):
-    cfg = make_config("trainer.iterations=3", "trainer.eval_every=3", *options)
-    summary = train(cfg, tmp_path / "run")
-    assert 0.0 <= summary["target_accuracy_last"] <= 100.0
+    cfg = make_config("trainer.iterations=2", "trainer.eval_every=2", "data.samples_per_domain=16", "backbone=lenet",
+                      *options)
+    assert train(cfg, tmp_path / "run")["iterations"] == 2
     checkpoint = RunFolder(tmp_path / "run").load_checkpoint()
     assert "grad_scaler" in checkpoint
     float16 = "trainer.amp_dtype=float16" in options
@@ -49,12 +48,6 @@ def test_channels_last_moves_model_and_images(make_config):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert acceleration.inputs(torch.randn(2, 3, 5, 5)).is_contiguous(memory_format=torch.channels_last)
     assert acceleration.inputs(torch.randn(2, 3)).shape == (2, 3)  # features are left alone
-
-
-def test_unknown_amp_dtype_is_a_config_error(make_config):
-    cfg = make_config("trainer.amp=true", "trainer.amp_dtype=float8")
-    with pytest.raises(ConfigError, match="trainer.amp_dtype='float8' is not an autocast dtype"):
-        Acceleration.from_config(cfg.trainer, torch.device("cpu"))
 
 
 def test_speed_options_other_than_precision_keep_the_config_id(make_config):

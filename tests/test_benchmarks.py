@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import datasets
+from normda import datasets
 from conftest import run_cli
-from dann_cdan.experiment import train
-from datasets.download import safe_extract
-from datasets.imageclef import IMAGECLEF
-from datasets.office31 import OFFICE31
-from datasets.officehome import OFFICE_HOME
-from datasets.visda2017 import VISDA2017
+from normda.experiment import train
+from normda.datasets.download import safe_extract
+from normda.datasets.imageclef import IMAGECLEF
+from normda.datasets.office31 import OFFICE31
+from normda.datasets.officehome import OFFICE_HOME
+from normda.datasets.visda2017 import VISDA2017
 from normda.errors import ConfigError, DataNotFoundError
 
 BENCHMARKS = {"office31": OFFICE31, "officehome": OFFICE_HOME, "visda2017": VISDA2017, "imageclef": IMAGECLEF}
@@ -146,7 +146,7 @@ def test_download_from_local_archives_through_the_real_path(make_config, tmp_pat
     assert task.num_classes == len(benchmark.classes) and all((root / a.provides).exists() for a in
                                                               benchmark.archives)
     assert not list(root.glob("*.tgz")) and not list(root.glob("*.zip"))  # archives removed once extracted
-    import datasets.download as download
+    import normda.datasets.download as download
 
     monkeypatch.setattr(download, "_retrieve", lambda *a, **k: pytest.fail("no download with the data present"))
     datasets.build(make_config(*overrides).data)

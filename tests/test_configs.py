@@ -1,15 +1,19 @@
 """Every option of every config group composes, and train.py's command line (--help, --cfg, -m, errors) works."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF, compose_config, run_cli
-from datasets import DATASETS
-from dann_cdan.backbones import BACKBONES
-from dann_cdan.method import METHODS
-from normalization import NORMALIZATIONS
+from conftest import CONF, compose_config, run_in_process
+from normda.backbones import BACKBONES
+from normda.dann_cdan import METHODS
+from normda.datasets import DATASETS
+from normda.datasets.base import COMMON_SETTINGS
+from normda.normalization import NORMALIZATIONS
+from normda.trainer import TrainerConfig
 
 #: groups chosen by interpolation of the protocol's and the method's or dataset's choices, never on the command line
 SPECIALIZATIONS = ("protocol_method", "protocol_data")
@@ -23,7 +27,8 @@ REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"]}
 
 
 def test_every_group_is_present():
-    assert GROUPS == ["backbone", "data", "experiment", "logger", "method", "norm", "protocol", "transnorm_ablation"]
+    assert GROUPS == ["backbone", "data", "experiment", "logger", "method", "norm", "optim", "protocol",
+                      "transnorm_ablation"]
 
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -44,12 +49,25 @@ def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("protocol", options("protocol"))
-def test_every_protocol_method_and_dataset_composes(protocol):
-    for method in options("method"):
-        for data in options("data"):
-            cfg = compose_config([f"protocol={protocol}", f"method={method}", f"data={data}"])
-            OmegaConf.to_container(cfg, resolve=True)
+def combinations() -> list[tuple[str, str, str]]:
+    """Each protocol with every method and every dataset (in turn, not every pair), and every protocol's
+    specialisation for a method or a dataset (conf/protocol_method, conf/protocol_data)."""
+    methods, data = options("method"), options("data")
+    chosen = {(protocol, methods[i % len(methods)], data[(i + shift) % len(data)])
+              for shift, protocol in enumerate(options("protocol")) for i in range(max(len(methods), len(data)))}
+    for group, other in (("protocol_method", 1), ("protocol_data", 2)):
+        for name in options(group):
+            protocol, _, choice = name.partition("_")
+            chosen.add((protocol, choice, data[0]) if other == 1 else (protocol, methods[0], choice))
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("protocol,method,data", combinations(), ids="-".join)
+def test_protocols_methods_and_datasets_compose(protocol, method, data):
+    cfg = compose_config([f"protocol={protocol}", f"method={method}", f"data={data}"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert (resolved["protocol"], resolved["method"]["name"], resolved["data"]["name"]) == (
+        protocol, method.replace("cdan_e", "cdan"), data)
 
 
 def test_specializations_name_existing_options():
@@ -66,7 +84,7 @@ def test_config_files_mirror_registered_names():
 
 
 def test_help_lists_the_groups(tmp_path):
-    result = run_cli("--help", cwd=tmp_path)
+    result = run_in_process("--help", cwd=tmp_path)
     assert result.returncode == 0
     for group in ("backbone", "norm", "method", "data", "protocol", "logger"):
         assert f"{group}:" in result.stdout
@@ -74,29 +92,38 @@ def test_help_lists_the_groups(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    result = run_cli("--cfg", "job", "norm=bn", "method=dann", cwd=tmp_path)
+    result = run_in_process("--cfg", "job", "norm=bn", "method=dann", cwd=tmp_path)
     assert result.returncode == 0
     cfg = OmegaConf.create(result.stdout)
     assert cfg.norm.name == "bn" and cfg.method.name == "dann"
 
 
 def test_default_command_trains_and_prints_target_accuracy(tmp_path):
-    result = run_cli("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
+    result = run_in_process("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "target accuracy on usps (2007 test images)" in result.stdout
     [run_dir] = (tmp_path / "outputs").iterdir()
     assert run_dir.name.startswith("digits_embedded-M2U-cdan-transnorm-dtn-seed0-")
     assert {"config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt", "done", "train.log"} <= {
         p.name for p in run_dir.iterdir()}
-    again = run_cli("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
+    again = run_in_process("logger=none", "trainer.iterations=6", "trainer.eval_every=3", cwd=tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
-    result = run_cli("-m", "logger=none", "data=synthetic", "norm=bn,transnorm", "method=dann,cdan",
+    result = run_in_process("-m", "logger=none", "data=synthetic", "norm=bn,transnorm", "method=dann,cdan",
                      "trainer.progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     runs = sorted(p for p in (tmp_path / "outputs").iterdir() if p.is_dir())
     assert len(runs) == 4 and all((run / "done").exists() for run in runs)
     assert {run.name.split("-")[2:4].__repr__() for run in runs} == {
         repr([m, n]) for m in ("dann", "cdan") for n in ("bn", "transnorm")}
+
+
+def test_the_schemas_mirror_the_config_nodes_they_check():
+    """The trainer node and TrainerConfig, and every data config and the keys every dataset must have, list the same
+    keys: the schema is the one statement of each key's type."""
+    cfg = compose_config([])
+    assert set(cfg.trainer) == {field.name for field in dataclasses.fields(TrainerConfig)}
+    for data in options("data"):
+        assert set(COMMON_SETTINGS) <= set(compose_config([f"data={data}"]).data), data

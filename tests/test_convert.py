@@ -11,9 +11,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-import normalization
+from normda import normalization
 from conftest import randomize_batchnorms
-from normalization import NormAct, TransNorm1d, TransNorm2d
+from normda.normalization import NormAct, TransNorm1d, TransNorm2d
 from normda.errors import ConfigError
 
 
@@ -108,7 +108,7 @@ def test_a_batchnorm_itself_is_returned_converted():
 
 
 def test_unknown_name_and_option_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown normalization 'foo': choose one of adabn, autodial, bgn, bn"):
+    with pytest.raises(ConfigError, match="unknown norm=foo: choose one of adabn, autodial, bgn, bn"):
         normalization.convert(nn.BatchNorm2d(3), "foo")
-    with pytest.raises(ConfigError, match="norm=transnorm has no option colour .its options: alpha, distance"):
+    with pytest.raises(ConfigError, match="norm=transnorm has no setting colour .its settings: alpha, distance"):
         normalization.convert(nn.BatchNorm2d(3), "transnorm", colour="red")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-import datasets
+from normda import datasets
 from conftest import SHARED_DATA
-from dann_cdan.experiment import train
-from datasets.digits_embedded import load_arrays
+from normda.experiment import train
+from normda.datasets.digits_embedded import load_arrays
 from normda.errors import ConfigError, DataNotFoundError
 
 
@@ -80,7 +80,7 @@ def test_missing_digits_is_a_clear_error(make_config, tmp_path):
 
 def make_office31(root, domains=("amazon", "webcam"), per_class=3, classes=(0, 5, 30)):
     """Office-31's layout with a few generated JPEGs per class."""
-    from datasets.office31 import CLASSES
+    from normda.datasets.office31 import CLASSES
 
     rng = np.random.default_rng(0)
     (root / "image_list").mkdir(parents=True)
@@ -141,4 +141,4 @@ def test_real_office31_amazon_to_webcam_with_pretrained_efficientnet(make_config
     assert summary["dataset_sizes"] == {"source_train": 1000, "target_train": 795, "target_test": 795}
     assert summary["images_left_out"] == {"amazon": {"missing": 1817, "unreadable": 0},
                                           "webcam": {"missing": 0, "unreadable": 0}}
-    assert summary["target_test_samples"] == 795 and 0.0 <= summary["target_accuracy_last"] <= 100.0
+    assert summary["target_test_samples"] == 795 and len(summary["per_class_accuracy_last"]) == 31

@@ -16,10 +16,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from normalization import domain_split
-from normalization.autodial import AutoDIALNorm
-from normalization.dsbn import DomainSpecificBatchNorm
-from normalization.transnorm import TransNorm2d
+from normda.normalization import domain_split
+from normda.normalization.autodial import AutoDIALNorm
+from normda.normalization.dsbn import DomainSpecificBatchNorm
+from normda.normalization.transnorm import TransNorm2d
 
 ROOT = Path(__file__).resolve().parents[1]
 #: per rank: (source rows, target rows) of the whole batch; unequal on purpose
@@ -67,23 +67,34 @@ def rows(tensor: torch.Tensor, share) -> torch.Tensor:
     return torch.cat([tensor[s0:s1], tensor[N_SOURCE + t0:N_SOURCE + t1]])
 
 
-def worker(rank: int, kind: str, init_file: str, out_dir: str) -> None:
+KINDS = ("transnorm", "dsbn", "autodial")
+
+
+def worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         x, grad = whole_batch()
         share = SHARES[rank]
-        result = step(make_layer(kind), rows(x, share), rows(grad, share), share[0][1] - share[0][0])
-        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        for kind in KINDS:
+            result = step(make_layer(kind), rows(x, share), rows(grad, share), share[0][1] - share[0][0])
+            torch.save(result, os.path.join(out_dir, f"{kind}-rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("kind", ["transnorm", "dsbn", "autodial"])
-def test_synchronised_statistics_equal_the_whole_batch(kind, tmp_path):
-    mp.start_processes(worker, args=(kind, str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="spawn")
+@pytest.fixture(scope="module")
+def synchronised_steps(tmp_path_factory) -> Path:
+    """One 2-process gloo job that runs a step of every synchronised layer on its share of the batch."""
+    folder = tmp_path_factory.mktemp("sync")
+    mp.start_processes(worker, args=(str(folder / "init"), str(folder)), nprocs=2, start_method="spawn")
+    return folder
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_synchronised_statistics_equal_the_whole_batch(kind, synchronised_steps):
     x, grad = whole_batch()
     single = step(make_layer(kind), x, grad, N_SOURCE)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = [torch.load(synchronised_steps / f"{kind}-rank{r}.pt", weights_only=True) for r in range(2)]
     for rank, share in zip(ranks, SHARES):
         torch.testing.assert_close(rank["out"], rows(single["out"], share), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(rank["grad_x"], rows(single["grad_x"], share), rtol=1e-9, atol=1e-12)
@@ -95,6 +106,7 @@ def test_synchronised_statistics_equal_the_whole_batch(kind, tmp_path):
                                        atol=1e-12, msg=name)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_run_with_ddp_and_synchronised_transnorm(tmp_path):
     """``torchrun --nproc_per_node=2 train.py ...`` on the CPU (gloo): one run folder, written once, whose checkpoint
     holds both processes' RNG states; run again, it is finished."""

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 
+import typing
+
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import normalization
+from normda import dann_cdan, normalization
+from normda.experiment import build_model
+from normda.normalization.domain import domain_aware_layers
+from normda.normalization.transnorm import DISTANCES, PROBABILITIES, Distance, Probability
 from conftest import random_batchnorm
-from normalization import TransNorm2d, domain_split, evaluation_domain, transferability_alpha
-from normalization.autodial import AutoDIALNorm
-from normalization.dsbn import DomainSpecificBatchNorm
+from normda.normalization import TransNorm2d, domain_split, evaluation_domain, transferability_alpha
+from normda.normalization.autodial import AutoDIALNorm
 from normda.errors import BatchTooSmallError, ConfigError
 
 
@@ -56,13 +60,35 @@ def test_distances_and_probabilities_by_hand():
             torch.testing.assert_close(alpha, 2 * expected / expected.sum(), msg=f"{distance}/{probability}")
 
 
-def test_unknown_ablation_names_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown TransNorm distance 'l2'"):
+def test_settings_outside_their_annotations_are_config_errors():
+    """Each setting's allowed values are stated once, in its option's signature; the registry checks them."""
+    with pytest.raises(ConfigError, match=r"norm.distance='l2': give one of normalized_mean, mean, wasserstein"):
         normalization.build("transnorm", distance="l2")
-    with pytest.raises(ConfigError, match="unknown TransNorm alpha 'fixed'"):
+    with pytest.raises(ConfigError, match=r"norm.alpha='fixed': give one of adaptive, one, none"):
         normalization.build("transnorm", alpha="fixed")
-    with pytest.raises(ConfigError, match="norm.test_stats='both' is not a domain"):
+    with pytest.raises(ConfigError, match=r"norm.test_stats='both': give one of auto, target, source"):
         normalization.build("dsbn", test_stats="both")
+    with pytest.raises(ConfigError, match=r"norm.groups=0: give a value of at least 1"):
+        normalization.build("bgn", groups=0)
+    with pytest.raises(ConfigError, match=r"norm.sync='yes': give true or false"):
+        normalization.build("autodial", sync="yes")
+    with pytest.raises(ConfigError, match=r"alpha='fixed': give one of adaptive, one, none"):
+        TransNorm2d(4, alpha="fixed")  # a layer built by hand is checked against the same annotation
+    assert set(typing.get_args(Distance)) == set(DISTANCES) and set(typing.get_args(Probability)) == set(PROBABILITIES)
+
+
+def test_test_stats_auto_follows_whether_training_shows_the_target(make_config):
+    """norm.test_stats=auto (the default) evaluates with target statistics under every adaptation method, and with
+    the source's when the method never forwards a target batch (source only)."""
+    for method, expected in (("cdan", "target"), ("source_only", "source"),
+                             ("source_only method.forward_target=true", "target")):
+        cfg = make_config("norm=transnorm", *f"method={method}".split())
+        model, norm = build_model(cfg, num_classes=4)
+        norm.set_evaluation_statistics(model, dann_cdan.build(cfg.method, model.features_dim, 4).uses_target)
+        assert {layer.eval_domain for layer in domain_aware_layers(model)} == {expected}, method
+    model, norm = build_model(make_config("norm=dsbn", "norm.test_stats=target", "method=source_only"), 4)
+    norm.set_evaluation_statistics(model, trains_on_target=False)  # an explicit choice is kept
+    assert {layer.eval_domain for layer in domain_aware_layers(model)} == {"target"}
 
 
 def test_test_stats_source_evaluates_with_source_statistics():

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import normalization
+from normda import normalization
 from conftest import random_batchnorm
-from normalization.bgn import BatchGroupNorm
-from normalization.standard import InstanceNorm
-from normalization.switchable import SwitchNorm
-from normalization.weight_align import ChannelAffine, WeightAlignment, align_convolutions
+from normda.normalization.bgn import BatchGroupNorm
+from normda.normalization.standard import InstanceNorm
+from normda.normalization.switchable import SwitchNorm
+from normda.normalization.weight_align import ChannelAffine, WeightAlignment, align_convolutions
 from normda.errors import BatchTooSmallError, ConfigError
 
 

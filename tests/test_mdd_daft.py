@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dann_cdan.daft import DAFT
-from dann_cdan.experiment import build_model, train
-from dann_cdan.mdd import MDD
-from dann_cdan.method import StepOutputs
-from dann_cdan.model import ImageClassifier
-from dann_cdan.optim import Cosine, lr_schedule
-from dann_cdan.run import RunFolder
+from normda.experiment import build_model, train
+from normda.normalization.daft import DAFTConversion
+from normda.dann_cdan.mdd import MDD
+from normda.dann_cdan import StepOutputs
+from normda.model import ImageClassifier
+from normda.optim import Cosine, lr_schedule
+from normda.registry import check_settings
+from normda.run import RunFolder
 from normda.errors import ConfigError
 
 
@@ -76,30 +77,30 @@ def test_mdd_under_tllib_builds_the_mdd_classifier(make_config):
 
 # -- DAFT --------------------------------------------------------------------------------------------------------------
 
-def test_daft_method_converts_before_training_and_adds_an_adaptation_loss(monkeypatch):
+def test_daft_is_one_conversion_and_one_recipe_that_combine_with_any_method(make_config, tmp_path, monkeypatch):
+    """norm=daft converts the BatchNorms before training; protocol=daft trains with DAFT's recipe; the method stays
+    the user's choice (the norm is never switched behind their back)."""
     calls = []
-    monkeypatch.setattr("dann_cdan.daft.DAFTConversion.before_training",
+    monkeypatch.setattr(DAFTConversion, "before_training",
                         lambda self, model, loaders, device: calls.append((self.stats_from, sorted(loaders))))
-    plain = DAFT(6, 3, stats_from="both")
-    plain.before_training(nn.Identity(), {"source": 1, "target": 2}, None)
+    cfg = make_config("norm=daft", "norm.stats_from=both", "protocol=daft", "method=dann", "trainer.iterations=2",
+                      "trainer.eval_every=2")
+    assert (cfg.norm.name, cfg.method.name, cfg.protocol) == ("daft", "dann", "daft")
+    train(cfg, tmp_path / "run")
     assert calls == [("both", ["source", "target"])]
-    assert not plain.uses_target and plain.evaluation_domain == "source"
-    assert plain(outputs(), step=0)["loss"].item() == 0.0
-
-    with_dann = DAFT(6, 3, adapt="dann", adapt_options={"trade_off": 0.3})
-    assert with_dann.uses_target and with_dann.adapt.trade_off == 0.3
-    terms = with_dann(outputs(), step=1000)
-    assert "domain_accuracy" in terms and terms["loss"].item() > 0
-    with pytest.raises(ConfigError, match="method=dann has no option margin"):
-        DAFT(6, 3, adapt="dann", adapt_options={"margin": 1.0})
+    assert "train/domain_accuracy" in RunFolder(tmp_path / "run").read_metrics()[0]  # DANN's term was trained
+    assert make_config("protocol=daft").norm.name == "transnorm"  # the protocol does not choose the norm
 
 
-def test_daft_recipe_zero_head_own_head_rate_and_cosine(make_config, tmp_path):
-    cfg = make_config("method=daft", "trainer.iterations=4", "trainer.eval_every=2")
+def test_daft_recipe_linear_zero_head_own_head_rate_and_cosine(make_config, tmp_path):
+    cfg = make_config("norm=daft", "protocol=daft", "method=source_only", "trainer.iterations=4",
+                      "trainer.eval_every=2")
     model, _ = build_model(cfg, num_classes=4)
+    assert isinstance(model.bottleneck, nn.Identity)  # the head sits directly on the pretrained features
     assert torch.all(model.head.weight == 0) and torch.all(model.head.bias == 0)
     assert cfg.optim.lr_mult.head == 10.0 * cfg.optim.lr_mult.backbone
     assert cfg.optim.lr_schedule.kind == "cosine" and cfg.optim.optimizer.weight_decay == 0.0
+    assert not cfg.optim.optimizer.nesterov and cfg.optim.optimizer.momentum == 0.9
     train(cfg, tmp_path / "run")
     first, last = RunFolder(tmp_path / "run").read_metrics()
     assert first["lr/head"] == pytest.approx(10 * first["lr/backbone"])
@@ -111,8 +112,8 @@ def test_schedules():
     assert [cosine(i) for i in (0, 50, 100, 150)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
     inverse = lr_schedule("inverse_decay", gamma=0.001, power=0.75)
     assert inverse(1000) == pytest.approx(2 ** -0.75)
-    with pytest.raises(ConfigError, match="optim.lr_schedule.kind='step'"):
-        lr_schedule("step")
+    with pytest.raises(ConfigError, match="optim.lr_schedule.kind='step': give one of inverse_decay, cosine"):
+        check_settings(lr_schedule, {"kind": "step"}, "optim.lr_schedule")
 
 
 # -- the classifier's options ------------------------------------------------------------------------------------------

@@ -9,14 +9,14 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-import datasets
+from normda import datasets
 from conftest import compose_config
-from dann_cdan.backbones import build_backbone
-from dann_cdan.cdan import CDAN
-from dann_cdan.discriminator import DomainDiscriminator
-from dann_cdan.evaluate import predict
-from dann_cdan.experiment import train
-from dann_cdan.method import build_method
+from normda import backbones
+from normda.dann_cdan.cdan import CDAN
+from normda.dann_cdan.discriminator import DomainDiscriminator
+from normda.evaluate import predict
+from normda.experiment import train
+from normda.dann_cdan import build as build_method
 from normda.errors import ConfigError
 from test_data import make_office31
 
@@ -162,7 +162,7 @@ def test_ten_crop_needs_image_files(make_config, tmp_path):
 def test_inception_bn_layout():
     cfg = OmegaConf.create({"name": "inception_bn", "pretrained": False, "weights": None, "in_chans": 3,
                             "input_size": 224, "lr_mult": 1.0})
-    model = build_backbone(cfg).eval()
+    model = backbones.build(cfg).eval()
     widths = {name: block.out_channels for name, block in model.blocks.named_children()}
     assert widths == {"3a": 256, "3b": 320, "3c": 576, "4a": 576, "4b": 576, "4c": 608, "4d": 608, "4e": 1056,
                       "5a": 1024, "5b": 1024}
@@ -170,4 +170,4 @@ def test_inception_bn_layout():
     with torch.no_grad():
         assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1024)
     with pytest.raises(ConfigError, match="backbone=inception_bn has no pretrained weights"):
-        build_backbone(OmegaConf.merge(cfg, {"pretrained": True}))
+        backbones.build(OmegaConf.merge(cfg, {"pretrained": True}))

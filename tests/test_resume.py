@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datasets.sampling import ResumableSampler, SeededSamples
+from normda.datasets.sampling import ResumableSampler, SeededSamples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,6 +101,7 @@ def metrics(folder: Path) -> list[dict]:
             for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
     train(tmp_path / "whole")
     whole = run_folder(tmp_path / "whole")

@@ -10,10 +10,10 @@ import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import normalization
-from dann_cdan.experiment import train
-from normalization.adabn import AdaBN, estimate_target_statistics
-from normalization.daft import DAFTConversion, batchnorm_statistics
+from normda import normalization
+from normda.experiment import train
+from normda.normalization.adabn import AdaBN, estimate_target_statistics
+from normda.normalization.daft import DAFTConversion, batchnorm_statistics
 from conftest import randomize_batchnorms
 
 
@@ -129,7 +129,7 @@ def test_daft_leaves_newly_initialised_layers_alone(caplog):
                                                  ("both", ["source", "target"])])
 def test_daft_uses_the_chosen_data(monkeypatch, stats_from, expected):
     seen = []
-    monkeypatch.setattr("normalization.daft.batchnorm_statistics",
+    monkeypatch.setattr("normda.normalization.daft.batchnorm_statistics",
                         lambda model, loaders, device: seen.extend(loaders) or {})
     DAFTConversion(stats_from).before_training(nn.Sequential(), {"source": "source", "target": "target"}, None)
     assert seen == expected
@@ -153,8 +153,8 @@ def test_trainer_converts_once_before_training_and_adapts_before_each_evaluation
 
 
 def test_autodial_alpha_trains_without_weight_decay(make_config, tmp_path):
-    from dann_cdan.experiment import build_model
-    from dann_cdan.optim import build_optimizer
+    from normda.experiment import build_model
+    from normda.optim import build_optimizer
 
     cfg = make_config("norm=autodial")
     model, _ = build_model(cfg, num_classes=4)

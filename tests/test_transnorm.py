@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normalization import (
+from normda.normalization import (
     TransNorm1d,
     TransNorm2d,
     domain_split,

@@ -1,6 +1,7 @@
 """One training run from one resolved config: each step of the pipeline is one call.
 
-    datasets.build -> backbone + ImageClassifier -> normalization.convert -> build_method -> Trainer.fit -> run folder
+    datasets.build -> backbones.build + ImageClassifier -> normalization.convert -> dann_cdan.build -> Trainer.fit
+    -> run folder (config.yaml and labels.json first, metrics.jsonl per evaluation, summary.json and done last)
 """
 from __future__ import annotations
 
@@ -14,18 +15,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import datasets
-import normalization
-from dann_cdan.acceleration import Acceleration
-from dann_cdan.backbones import build_backbone
-from dann_cdan.distributed import Distributed
-from dann_cdan.loggers import build_logger
-from dann_cdan.method import build_method
-from dann_cdan.model import ImageClassifier, build_classifier, init_bottleneck_gamma
-from dann_cdan.optim import build_optimizer
-from dann_cdan.run import RunFolder, config_id, run_name
-from dann_cdan.trainer import Trainer, TrainerSettings
+from normda import backbones, dann_cdan, datasets, normalization
+from normda.acceleration import Acceleration
+from normda.distributed import Distributed
 from normda.errors import ConfigError, OutOfMemory, UserError, one_line
+from normda.loggers import build_logger
+from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
+from normda.optim import build_optimizer
+from normda.run import RunFolder, config_id, recorded_config, run_name, table_labels
+from normda.registry import check_setting, check_settings, node_settings
+from normda.trainer import Trainer, TrainerConfig, TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +49,25 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, normalization.Normalization]:
     """Backbone + bottleneck + head, with every BatchNorm swapped for ``cfg.norm``; and that normalization option
-    (the trainer calls its hooks). Keys of ``cfg.norm`` starting with ``_`` are config helpers, not options."""
-    backbone = build_backbone(cfg.backbone)
+    (the trainer calls its hooks)."""
+    backbone = backbones.build(cfg.backbone)
     fixed_size = getattr(backbone, "input_size", None)
     if fixed_size is not None and fixed_size != cfg.data.image_size:
         raise ConfigError(f"backbone={cfg.backbone.name} is built for {fixed_size}px images but data.image_size="
                           f"{cfg.data.image_size}: set data.image_size={fixed_size} (or backbone.input_size)")
     model = build_classifier(backbone, num_classes, cfg.model)
-    norm_options = {key: value for key, value in OmegaConf.to_container(cfg.norm, resolve=True).items()
-                    if key not in ("name", "exclude") and not key.startswith("_")}
-    option = normalization.build(cfg.norm.name, **norm_options)
+    option = normalization.build(cfg.norm.name, **node_settings(cfg.norm, "exclude"))
     normalization.convert(model, option, exclude=cfg.norm.exclude)
     init_bottleneck_gamma(model, cfg.model.bottleneck_gamma_init)
     return model, option
 
 
-def check_numbers(cfg: DictConfig) -> None:
-    """Values whose type or range cannot work, before anything is built."""
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed={cfg.seed!r} is not an integer: give one, e.g. seed=0")
-    for key in ("data.batch_size", "data.eval_batch_size", "trainer.iterations", "trainer.eval_every"):
-        value = OmegaConf.select(cfg, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{key}={value!r}: give a whole number of at least 1")
+def check_config(cfg: DictConfig) -> None:
+    """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has), before
+    anything is built; each axis's own settings are checked by its registry when it is built."""
+    check_setting("seed", cfg.seed, int)
+    check_settings(TrainerConfig, cfg.trainer, "trainer")
+    datasets.check_common_settings(cfg.data)
 
 
 def versions() -> dict[str, str]:
@@ -107,7 +102,7 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
-    check_numbers(cfg)
+    check_config(cfg)
     run = RunFolder(run_dir)
     if run.done:
         log.info("already finished: %s; delete the folder to train it again", run.path)
@@ -122,13 +117,15 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, device: torch.device) -> dict[str, Any]:
     """This process's part of the run (the whole run without torchrun)."""
-    if distributed.main:
+    labels = table_labels(cfg)
+    if distributed.main:  # first, so that a run that fails to start is still listed, with its reason
         run.write_config(cfg)
-
+        run.write_labels(labels)
     task = datasets.build(cfg.data)
     model, norm = build_model(cfg, task.num_classes)
     model.to(device)
-    method = build_method(cfg.method, model.features_dim, task.num_classes).to(device)
+    method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device)
+    norm.set_evaluation_statistics(model, trains_on_target=method.uses_target)
     lr_mult = cfg.optim.lr_mult
     optimizer, scheduler = build_optimizer(
         model.parameter_groups(lr_mult)
@@ -144,7 +141,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
         acceleration=Acceleration.from_config(cfg.trainer, device), distributed=distributed,
     )
     identity = config_id(cfg)
-    config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    config = {**recorded_config(cfg), "labels": labels}  # W&B's copy: collect.py --wandb reads the labels there
     logger_cfg = cfg.logger if distributed.main else OmegaConf.create({"name": "none"})
     logger = build_logger(logger_cfg, run.path, identity, run_name(cfg), config)
     try:

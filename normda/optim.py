@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from hydra.utils import instantiate
@@ -10,6 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from normda.errors import ConfigError
+from normda.registry import check_settings
 
 
 class InverseDecay:
@@ -33,15 +34,11 @@ class Cosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / self.total))
 
 
-def lr_schedule(kind: str = "inverse_decay", gamma: float = 0.001, power: float = 0.75,
-                total: int = 1) -> InverseDecay | Cosine:
+def lr_schedule(kind: Literal["inverse_decay", "cosine"] = "inverse_decay", gamma: float = 0.001,
+                power: float = 0.75, total: int = 1) -> InverseDecay | Cosine:
     """The learning-rate factor of iteration i: ``kind`` ``inverse_decay`` (``gamma``, ``power``) or ``cosine``
     (over ``total`` iterations). One factory, so that a config can switch the kind without leftover keys."""
-    if kind == "inverse_decay":
-        return InverseDecay(gamma, power)
-    if kind == "cosine":
-        return Cosine(total)
-    raise ConfigError(f"optim.lr_schedule.kind={kind!r}: choose inverse_decay or cosine")
+    return InverseDecay(gamma, power) if kind == "inverse_decay" else Cosine(total)
 
 
 def split_weight_decay(group: dict) -> list[dict]:
@@ -65,6 +62,8 @@ def check_targets(cfg: Any) -> None:
     if str(cfg.lr_schedule.get("_target_")) != f"{__name__}.lr_schedule":
         raise ConfigError(f"optim.lr_schedule._target_={cfg.lr_schedule.get('_target_')} is not "
                           f"{__name__}.lr_schedule: choose the schedule with optim.lr_schedule.kind")
+    check_settings(lr_schedule, {k: v for k, v in cfg.lr_schedule.items() if not k.startswith("_")},
+                   "optim.lr_schedule")
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any) -> tuple[Optimizer, LambdaLR]:

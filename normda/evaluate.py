@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dann_cdan.acceleration import Acceleration
-from normalization import evaluation_domain
+from normda.acceleration import Acceleration
+from normda.normalization import evaluation_domain
 
 
 @dataclass

@@ -2,13 +2,16 @@
 
     <trainer.output_dir>/<data>-<S>2<T>-<method>-<norm>-<backbone>-seed<k>-<config id>/
         config.yaml      the resolved config              metrics.jsonl   one line per evaluation
-        summary.json     last/best accuracy, timings      checkpoint.pt   the latest training state
-        done             written last, when the run has finished          train.log, .hydra/  Hydra's own files
+        labels.json      the run's table labels           checkpoint.pt   the latest training state
+        summary.json     last/best accuracy, timings      train.log, .hydra/  Hydra's own files
+        done             written last, when the run has finished
         failed           the one-line reason, when the run stopped on an error (removed when it finishes later)
 
-The config id is a hash of the resolved config without the keys that do not change the result (where outputs and
-data live, the logger, worker counts), so the same command always names the same folder and a changed setting a new
-one. Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+The recorded config is the resolved one without Hydra's node and without the lookup tables that configs read values
+from (keys starting with ``_``, such as TLlib's per-task digits learning rates): the values they gave are in it, the
+tables are not. The config id is a hash of the recorded config without the keys that do not change the result (where
+outputs and data live, the logger, worker counts), so the same command always names the same folder and a changed
+setting a new one. Every file is written to a temporary name and renamed, so a crash never leaves half a file.
 """
 from __future__ import annotations
 
@@ -39,13 +42,52 @@ def _drop(tree: dict, dotted: str) -> None:
     tree.pop(leaf, None)
 
 
-def config_id(cfg: DictConfig) -> str:
-    """12 hex digits identifying what a run computes."""
+def recorded_config(cfg: DictConfig) -> dict[str, Any]:
+    """What a run records of its config (config.yaml, W&B, the config id): resolved, without ``hydra`` and without
+    ``_``-prefixed lookup tables (``_target_`` and ``_partial_`` are kept: they say what is built)."""
     kept = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     tree = OmegaConf.to_container(kept, resolve=True)
+    return _strip(tree)
+
+
+def _strip(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {key: _strip(value) for key, value in tree.items()
+                if not str(key).startswith("_") or key in ("_target_", "_partial_")}
+    return tree
+
+
+def config_id(cfg: DictConfig) -> str:
+    """12 hex digits identifying what a run computes."""
+    tree = recorded_config(cfg)
     for dotted in IGNORED_FOR_IDENTITY:
         _drop(tree, dotted)
     return hashlib.sha1(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def table_labels(cfg: DictConfig) -> dict[str, Any]:
+    """Every label a table groups a run by, decided once, at training time, and kept in the run folder's
+    ``labels.json``: the preset, the protocol, the dataset, the backbone, the method (as its class names it in tables:
+    ``cdan_e`` for CDAN with entropy conditioning), the normalization with the settings that differ from its own
+    defaults (``transnorm[alpha=one]``; a setting another axis chose by interpolation, such as BGN's per-task G, is not
+    part of the label), the task (``A->W``) and the seed."""
+    from normda.dann_cdan import METHODS
+    from normda.normalization import NORMALIZATIONS
+    from normda.registry import changed_settings, node_settings
+
+    chosen = node_settings(cfg.norm, "exclude", resolve=False)
+    changed = changed_settings(NORMALIZATIONS.get(cfg.norm.name), chosen)
+    norm_label = cfg.norm.name + (f"[{','.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
+    return {
+        "experiment": str(OmegaConf.select(cfg, "experiment.name", default="") or ""),
+        "protocol": str(cfg.protocol),
+        "dataset": cfg.data.name,
+        "backbone": cfg.backbone.get("model") or cfg.backbone.name,
+        "method_label": METHODS.get(cfg.method.name).table_label(cfg.method.name, node_settings(cfg.method)),
+        "norm_label": norm_label,
+        "task_label": f"{cfg.data.source}->{cfg.data.target}",
+        "seed": int(cfg.seed),
+    }
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -91,23 +133,35 @@ def atomic_write_text(path: Path, text: str) -> None:
 class RunFolder:
     """The files of one run."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
         self.config = self.path / "config.yaml"
+        self.labels = self.path / "labels.json"
         self.metrics = self.path / "metrics.jsonl"
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_marker = self.path / "done"
         self.failure = self.path / "failed"
 
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunFolder":
+        """A folder written before, opened to read (never created)."""
+        return cls(path, create=False)
+
     @property
     def done(self) -> bool:
         return self.done_marker.exists()
 
     def write_config(self, cfg: DictConfig) -> None:
-        kept = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-        atomic_write_text(self.config, OmegaConf.to_yaml(kept, resolve=True))
+        atomic_write_text(self.config, OmegaConf.to_yaml(recorded_config(cfg)))
+
+    def write_labels(self, labels: dict[str, Any]) -> None:
+        atomic_write_text(self.labels, json.dumps(labels, indent=2) + "\n")
+
+    def read_labels(self) -> dict[str, Any] | None:
+        return json.loads(self.labels.read_text()) if self.labels.exists() else None
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.exists():

@@ -1,23 +1,24 @@
 """From run folders to paper-style tables: load runs, select a checkpoint by a rule, aggregate seeds, and format.
 
-A run folder (or a W&B run) gives its config and one metrics line per evaluation. Its table row is
-``method_label / norm_label``: the method's name (``cdan_e`` for CDAN with entropy conditioning), and the
-normalization's name followed by the options that differ from its ``conf/norm/<name>.yaml`` (``transnorm[alpha=one]``);
-its column is the task ``A->W``. The checkpoint is chosen when the table is built, by one of :data:`SELECTIONS`.
+A run folder (or a W&B run) gives the labels it recorded when it trained (``labels.json``, ``normda.run.table_labels``)
+and one metrics line per evaluation. Its table row is ``method_label / norm_label`` (``cdan_e / transnorm[alpha=one]``),
+its column the task ``A->W``; nothing is read from today's ``conf/``, so a run is labelled as it was trained. The
+checkpoint is chosen when the table is built, by one of :data:`SELECTIONS`.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+from normda.run import RunFolder, atomic_write_text
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-PAPER_TABLES = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
+PAPER_TABLES = Path(__file__).resolve().parents[2] / "results" / "paper" / "paper_tables.csv"
+#: what a table needs of a run that recorded no labels (a folder written before labels.json existed)
+UNLABELLED = {"experiment": "", "protocol": "", "dataset": "", "backbone": "", "method_label": "?", "norm_label": "?",
+              "task_label": "?", "seed": -1}
 
 
 def _pick(records: list[dict], key: str, better: Callable[[float, float], bool]) -> dict | None:
@@ -42,29 +43,30 @@ SELECTIONS: dict[str, tuple[str, Callable[[list[dict]], dict | None]]] = {
 
 @dataclass
 class Run:
-    """One run: its config, its metrics lines, and how it ended (``done``, ``failed`` with a reason, or
+    """One run: its table labels, its metrics lines, and how it ended (``done``, ``failed`` with a reason, or
     ``incomplete``: still running, or stopped without a word)."""
 
     name: str
-    config: dict
+    labels: dict
     metrics: list[dict]
     status: str
     reason: str = ""
-    labels: dict = field(default_factory=dict)
 
 
 def load_run(path: Path) -> Run:
-    config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
-    metrics_file = path / "metrics.jsonl"
-    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
-        if metrics_file.exists() else []
-    if (path / "done").exists():
+    folder = RunFolder.existing(path)
+    metrics = folder.read_metrics()
+    labels = folder.read_labels()
+    if labels is None:
+        return Run(path.name, UNLABELLED, metrics, "unlabelled", "no labels.json (a run folder from before normda "
+                   "recorded its labels): train it again to tabulate it")
+    if folder.done:
         status, reason = "done", ""
-    elif (path / "failed").exists():
-        status, reason = "failed", (path / "failed").read_text().strip()
+    elif folder.failure.exists():
+        status, reason = "failed", folder.failure.read_text().strip()
     else:
         status, reason = "incomplete", "no done marker: still running, or stopped without recording why"
-    return Run(path.name, config, metrics, status, reason)
+    return Run(path.name, labels, metrics, status, reason)
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
@@ -72,33 +74,6 @@ def find_runs(paths: Iterable[Path]) -> list[Run]:
     folders = sorted({config.parent for path in paths for config in Path(path).rglob("config.yaml")
                       if ".hydra" not in config.parts})
     return [load_run(folder) for folder in folders]
-
-
-def _norm_defaults(name: str) -> dict:
-    path = CONF / "norm" / f"{name}.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else {}
-
-
-def row_labels(config: dict) -> dict[str, Any]:
-    """The labels a run's cells are grouped by."""
-    method = config["method"]
-    method_label = "cdan_e" if method["name"] == "cdan" and method.get("entropy") else method["name"]
-    norm = config["norm"]
-    defaults = _norm_defaults(norm["name"])
-    changed = [f"{key}={value}" for key, value in norm.items()
-               if key not in ("name", "exclude") and not key.startswith("_") and key in defaults
-               and "${" not in str(defaults[key]) and value != defaults[key]]
-    norm_label = norm["name"] + (f"[{','.join(changed)}]" if changed else "")
-    data = config["data"]
-    return {
-        "experiment": (config.get("experiment") or {}).get("name", ""),
-        "dataset": data["name"],
-        "backbone": config["backbone"].get("model") or config["backbone"]["name"],
-        "method_label": method_label,
-        "norm_label": norm_label,
-        "task_label": f"{data['source']}->{data['target']}",
-        "seed": config["seed"],
-    }
 
 
 def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy") -> pd.DataFrame:
@@ -109,7 +84,7 @@ def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_a
     for run in runs:
         chosen = choose(run.metrics) if run.status == "done" else None
         value = chosen.get(metric, np.nan) if chosen else np.nan
-        rows.append({**row_labels(run.config), "run": run.name, "status": run.status, "reason": run.reason,
+        rows.append({**run.labels, "run": run.name, "status": run.status, "reason": run.reason,
                      "step": chosen["step"] if chosen else np.nan, "accuracy": value})
     return pd.DataFrame(rows)
 
@@ -200,8 +175,6 @@ def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric
 
 def write_table(table: Table, folder: Path, name: str) -> list[Path]:
     """``<name>.md``, ``<name>.tex`` and ``<name>.csv`` (tidy: one line per row and task) in ``folder``."""
-    from dann_cdan.run import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.md", folder / f"{name}.tex", folder / f"{name}.csv"]
     atomic_write_text(paths[0], table.markdown())
@@ -224,6 +197,6 @@ def wandb_runs(path: str, api: Any = None) -> list[Run]:
                    for row in remote.scan_history() if row.get("target_accuracy") is not None]
         status = "done" if remote.state == "finished" else ("failed" if remote.state in ("failed", "crashed")
                                                             else "incomplete")
-        runs.append(Run(remote.name, dict(remote.config), metrics, status, f"W&B state {remote.state}"
-                        if status != "done" else ""))
+        labels = dict(remote.config).get("labels") or UNLABELLED
+        runs.append(Run(remote.name, labels, metrics, status, f"W&B state {remote.state}" if status != "done" else ""))
     return runs

@@ -24,12 +24,12 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-import datasets
-from dann_cdan.evaluate import evaluate
-from dann_cdan.experiment import build_model
-from dann_cdan.run import RunFolder
-from datasets.task import hold_out
-from normalization import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
+from normda import datasets
+from normda.evaluate import evaluate
+from normda.experiment import build_model
+from normda.run import RunFolder
+from normda.datasets.base import hold_out
+from normda.normalization import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
 from normda.errors import DataNotFoundError
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 
 def density_ratios(source_features: np.ndarray, target_features: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``p_t(x) / p_s(x)`` at ``query`` from a logistic-regression domain classifier on standardised features."""
+    from sklearn.linear_model import LogisticRegression  # only runs that hold out source data need scikit-learn
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(np.concatenate([source_features, target_features]))
     inputs = scaler.transform(np.concatenate([source_features, target_features]))
     domains = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])

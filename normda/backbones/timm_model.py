@@ -6,8 +6,8 @@ from typing import Any
 import timm
 from torch import nn
 
-from dann_cdan.backbones import BACKBONES
-from dann_cdan.backbones.weights import download_errors, load_weights, read_state_dict
+from normda.backbones.base import register
+from normda.backbones.weights import download_errors, load_weights, read_state_dict
 from normda.errors import ConfigError
 
 
@@ -34,6 +34,6 @@ def create_timm(model_name: str, *, pretrained: bool, weights: str | None = None
     return model
 
 
-@BACKBONES.register("timm")
+@register("timm")
 def timm_backbone(cfg: Any) -> nn.Module:
     return create_timm(cfg.model, pretrained=cfg.pretrained, weights=cfg.weights, in_chans=cfg.in_chans)

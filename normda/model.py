@@ -14,12 +14,13 @@ The ``model`` config shapes it, so that each protocol can build the network of t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from normda.errors import ConfigError
+from normda.registry import check_setting
 
 
 def _init_linear(layer: nn.Linear, std: float | None, bias: float | None) -> None:
@@ -88,10 +89,9 @@ def build_classifier(backbone: nn.Module, num_classes: int, cfg: Any) -> ImageCl
 
 def init_bottleneck_gamma(model: ImageClassifier, how: str) -> None:
     """After the normalization swap: ``uniform`` redraws the bottleneck normalization's gamma from U(0, 1)."""
+    check_setting("model.bottleneck_gamma_init", how, Literal["copy", "uniform"])
     if how == "copy":
         return
-    if how != "uniform":
-        raise ConfigError(f"model.bottleneck_gamma_init={how!r}: choose copy or uniform")
     norm = model.bottleneck[1] if isinstance(model.bottleneck, nn.Sequential) else None
     weight = getattr(norm, "weight", None)
     if weight is None:

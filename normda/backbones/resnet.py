@@ -7,9 +7,9 @@ from typing import Any
 import torchvision
 from torch import nn
 
-from dann_cdan.backbones import BACKBONES
-from dann_cdan.backbones.timm_model import create_timm
-from dann_cdan.backbones.weights import download_errors, load_weights, read_state_dict
+from normda.backbones.base import register
+from normda.backbones.timm_model import create_timm
+from normda.backbones.weights import download_errors, load_weights, read_state_dict
 from normda.errors import ConfigError
 
 
@@ -41,5 +41,5 @@ def resnet(cfg: Any) -> nn.Module:
     raise ConfigError(f"unknown backbone.library={cfg.library!r}: choose torchvision or timm")
 
 
-BACKBONES.register("resnet50")(resnet)
-BACKBONES.register("resnet101")(resnet)
+register("resnet50")(resnet)
+register("resnet101")(resnet)

@@ -1,6 +1,8 @@
-"""The table of ``norm=`` options, and what an option is.
+"""What a ``norm=`` option is, the table of them, and how one is built.
 
-An option is a :class:`Normalization` subclass, constructed with the keys of its ``conf/norm/<name>.yaml``:
+An option is a :class:`Normalization` subclass, registered with ``@register("name")`` and built by :func:`build` with the
+keys of its ``conf/norm/<name>.yaml`` (the settings its constructor's annotations allow; ``normda.registry`` checks
+them):
 
 * ``replace(bn)`` returns the layer that takes the place of one BatchNorm of the model (with its pretrained affine
   parameters and running statistics); returning ``bn`` keeps it.
@@ -11,7 +13,7 @@ An option is a :class:`Normalization` subclass, constructed with the keys of its
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -40,6 +42,10 @@ class Normalization:
     def before_evaluation(self, model: nn.Module, loader: DataLoader, device: torch.device) -> None:
         """Called before every evaluation, with the target test loader."""
 
+    def set_evaluation_statistics(self, model: nn.Module, trains_on_target: bool) -> None:
+        """Called once the method is known: whether training shows the layers target batches. Only layers with
+        per-domain statistics have a choice to make (``normalization.domain.DomainAwareOption``)."""
+
     def unsupported(self, bn: _BatchNorm, why: str) -> ConfigError:
         """The error for a BatchNorm this option cannot replace: names the layer and how to keep it."""
         layer = getattr(bn, "layer_name", type(bn).__name__)
@@ -47,7 +53,7 @@ class Normalization:
                            f"BatchNorm with norm.exclude=[{layer}] or norm.exclude=[{type(bn).__name__}]")
 
 
-NORMALIZATIONS: Registry[type[Normalization]] = Registry("normalization", "normalization", "norm")
+NORMALIZATIONS: Registry[type[Normalization]] = Registry("normalization", "normda.normalization", "norm")
 
 
 def register(name: str) -> Callable[[type[Normalization]], type[Normalization]]:
@@ -58,6 +64,11 @@ def register(name: str) -> Callable[[type[Normalization]], type[Normalization]]:
         return NORMALIZATIONS.register(name)(cls)
 
     return decorator
+
+
+def build(name: str, **settings: Any) -> Normalization:
+    """The ``norm=name`` option with ``settings`` (the keys of its YAML besides ``name`` and ``exclude``)."""
+    return NORMALIZATIONS.build(name, settings)
 
 
 def batchnorm_dims(bn: _BatchNorm) -> int:

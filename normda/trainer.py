@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -25,17 +25,36 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dann_cdan.acceleration import Acceleration
-from dann_cdan.distributed import Distributed
-from dann_cdan.evaluate import Evaluation, evaluate
-from dann_cdan.method import AdaptationMethod, StepOutputs
-from dann_cdan.run import RunFolder
-from dann_cdan.validation import deep_embedded_validation
-from datasets import DomainAdaptationTask
-from normalization import Normalization, domain_split
+from normda.acceleration import Acceleration
+from normda.distributed import Distributed
+from normda.evaluate import Evaluation, evaluate
+from normda.dann_cdan.base import AdaptationMethod, StepOutputs
+from normda.run import RunFolder
+from normda.validation import deep_embedded_validation
+from normda.datasets import DomainAdaptationTask
+from normda.normalization import Normalization, domain_split
 from normda.errors import BatchTooSmallError, TrainingDivergedError
+from normda.registry import AtLeast
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The ``trainer`` node of ``conf/config.yaml``: one field per key, with its type (``experiment`` checks the node
+    against it before anything is built)."""
+
+    iterations: Annotated[int, AtLeast(1)]
+    eval_every: Annotated[int, AtLeast(1)]
+    output_dir: str
+    device: str  # auto | cpu | cuda | cuda:1 ...
+    deterministic: bool
+    progress: bool
+    ten_crop: bool
+    amp: bool
+    amp_dtype: Literal["auto", "bfloat16", "float16"]
+    channels_last: bool
+    compile: bool
 
 
 @dataclass
@@ -260,7 +279,7 @@ class Trainer:
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
         model, accelerate = self.forward_model, self.acceleration
-        results = {metric: evaluate(model, loader, task.num_classes, s.device, self.method.evaluation_domain,
+        results = {metric: evaluate(model, loader, task.num_classes, s.device, None,
                                     keep_features=s.dev_target_samples if dev and metric == "target_accuracy" else 0,
                                     acceleration=accelerate)
                    for metric, loader in test_loaders.items()}

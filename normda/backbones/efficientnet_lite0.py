@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from dann_cdan.backbones import BACKBONES
-from dann_cdan.backbones.timm_model import create_timm
-from dann_cdan.backbones.weights import load_weights, read_state_dict
+from normda.backbones.base import register
+from normda.backbones.timm_model import create_timm
+from normda.backbones.weights import load_weights, read_state_dict
 from normda.errors import WeightsUnavailableError
 
 
@@ -36,7 +36,7 @@ def _match_by_position(model: nn.Module, state: dict[str, torch.Tensor], source:
     return dict(zip(own, theirs))
 
 
-@BACKBONES.register("efficientnet_lite0")
+@register("efficientnet_lite0")
 def efficientnet_lite0(cfg: Any) -> nn.Module:
     path = cfg.weights or (_packaged_weights_path() if cfg.pretrained else None)
     if path is None:

@@ -17,10 +17,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from scipy.stats import quantile_test
 
-from dann_cdan.experiment import resolve_device, versions
-from dann_cdan.run import atomic_write_text, register_resolvers
+from normda.experiment import resolve_device, versions
+from normda.run import atomic_write_text, register_resolvers
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's configs: the bench scripts run from it
 
 __all__ = ["compose_config", "machine", "markdown_table", "resolve_device", "synchronize", "write_results"]
 

@@ -1,4 +1,5 @@
-"""What an adaptation method is to the training loop, and the table of ``method=`` options.
+"""What an adaptation method is to the training loop, the table of ``method=`` options (``METHODS``), ``register`` and
+``build``.
 
 The trainer runs one forward pass over ``[x_source; x_target]``, computes the source cross-entropy, and asks the
 method for its own contribution. A method is a small ``nn.Module`` holding its own parameters (a discriminator, an
@@ -6,19 +7,18 @@ adversarial head) that maps the step's outputs to named terms; it never runs the
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from normda.errors import ConfigError
-from normda.registry import Registry
+from normda.registry import Registry, node_settings
 
-METHODS: Registry[type["AdaptationMethod"]] = Registry("method", "dann_cdan", "method")
+METHODS: Registry[type["AdaptationMethod"]] = Registry("method", "normda.dann_cdan", "method")
+#: ``@register("name")`` on an :class:`AdaptationMethod` subclass
+register = METHODS.register
 
 
 @dataclass
@@ -41,11 +41,10 @@ class AdaptationMethod(nn.Module):
     #: whether each training step also forwards a target batch.
     uses_target: bool = True
 
-    @property
-    def evaluation_domain(self) -> str | None:
-        """Whose statistics domain-aware layers evaluate with: their own setting (``norm.test_stats``, target by
-        default), or the source's when training never showed them a target batch."""
-        return None if self.uses_target else "source"
+    @classmethod
+    def table_label(cls, name: str, settings: Mapping[str, Any]) -> str:
+        """The method's name in tables (its ``method=`` name; CDAN with entropy conditioning is ``cdan_e``)."""
+        return name
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor | float]:
         raise NotImplementedError
@@ -54,16 +53,6 @@ class AdaptationMethod(nn.Module):
         """Called once before the first training step (not on resume), after the normalization's own hook."""
 
 
-def build_method(cfg: Any, features_dim: int, num_classes: int) -> AdaptationMethod:
-    """Instantiate ``cfg.name`` from the registry with the other keys of ``cfg`` as options."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    options = {key: value for key, value in cfg.items() if key != "name"}
-    method_class = METHODS.get(cfg["name"])
-    accepted = set(inspect.signature(method_class).parameters) - {"features_dim", "num_classes"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"method={cfg['name']} has no option {', '.join(unknown)} (its options: {', '.join(sorted(accepted))})"
-        )
-    return method_class(features_dim=features_dim, num_classes=num_classes, **options)
+def build(cfg: Any, features_dim: int, num_classes: int) -> AdaptationMethod:
+    """The ``method=cfg.name`` option, with the other keys of ``cfg`` as its settings."""
+    return METHODS.build(cfg["name"], node_settings(cfg), features_dim=features_dim, num_classes=num_classes)

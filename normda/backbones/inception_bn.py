@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dann_cdan.backbones import BACKBONES
-from dann_cdan.backbones.weights import load_weights, read_state_dict
+from normda.backbones.base import register
+from normda.backbones.weights import load_weights, read_state_dict
 from normda.errors import ConfigError
 
 
@@ -85,7 +85,7 @@ class InceptionBN(nn.Module):
         return self.pool(self.blocks(self.stem(x)))
 
 
-@BACKBONES.register("inception_bn")
+@register("inception_bn")
 def inception_bn(cfg: Any) -> InceptionBN:
     if cfg.pretrained and not cfg.weights:
         raise ConfigError("backbone=inception_bn has no pretrained weights to download: set backbone.pretrained=false "

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from normda.errors import ConfigError
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -22,17 +21,15 @@ class Acceleration:
 
     @classmethod
     def from_config(cls, trainer_cfg, device: torch.device) -> "Acceleration":
-        """``trainer.amp`` (bool), ``trainer.amp_dtype`` (auto | bfloat16 | float16), ``trainer.channels_last``,
-        ``trainer.compile``. ``auto`` is bfloat16 on the CPU and on GPUs that support it, float16 elsewhere."""
+        """``trainer.amp``, ``trainer.amp_dtype`` (auto | bfloat16 | float16), ``trainer.channels_last``,
+        ``trainer.compile`` (checked against ``normda.trainer.TrainerConfig``). ``auto`` is bfloat16 on the CPU and on
+        GPUs that support it, float16 elsewhere."""
         amp_dtype = None
         if trainer_cfg.amp:
             name = trainer_cfg.amp_dtype
             if name == "auto":
                 bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
                 name = "bfloat16" if bf16 else "float16"
-            if name not in AMP_DTYPES:
-                raise ConfigError(f"trainer.amp_dtype={name!r} is not an autocast dtype: choose auto, bfloat16 or "
-                                  f"float16")
             amp_dtype = AMP_DTYPES[name]
         return cls(device, amp_dtype, bool(trainer_cfg.channels_last), bool(trainer_cfg.compile))
 
