@@ -39,7 +39,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normda.normalization.domain import DOMAINS, DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
-from normda.normalization.base import copy_affine, layer_label, register
+from normda.normalization.base import copy_affine, has_trained_statistics, layer_label, register
 from normda.normalization.split_batchnorm import batch_moments, kernel_constants, statistics_dtype, use_fused_kernels
 from normda.normalization.sync import distributed_world, global_moments, local_moments
 from normda.errors import BatchTooSmallError
@@ -333,7 +333,8 @@ _RUNNING_WEIGHTS = {domains: [f"running_weight_{domain}" for domain in domains] 
 @register("autodial")
 class AutoDIAL(DomainAwareOption):
     """``norm=autodial``: every BatchNorm becomes an AutoDIAL layer; its gamma/beta and running statistics start both
-    domains' rows (with Caffe scale s = 1, as if the statistics had been averaged once)."""
+    domains' rows, with Caffe's scale s = 1 (as if the statistics had been averaged once) when they were trained, and
+    s = 0 when they are a fresh BatchNorm's placeholders, so that the first batch replaces them as Caffe's layer does."""
 
     def __init__(self, running_average: RunningAverage = "caffe", moving_average_fraction: float = 0.999,
                  momentum: float = 0.1, test_stats: TestStats = "auto", sync: bool = False):
@@ -344,7 +345,7 @@ class AutoDIAL(DomainAwareOption):
     def replace(self, bn: _BatchNorm) -> AutoDIALNorm:
         layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, **self.layer_options))
         copy_running_stats(bn, layer)
-        if bn.track_running_stats:
+        if has_trained_statistics(bn):  # trained statistics count as one average; placeholders as none (Caffe's start)
             layer.running_weight_source.fill_(1.0)
             layer.running_weight_target.fill_(1.0)
         return self.configure(layer)

@@ -71,12 +71,13 @@ def build(name: str, **settings: Any) -> Normalization:
     return NORMALIZATIONS.build(name, settings)
 
 
-def batchnorm_dims(bn: _BatchNorm) -> int:
-    """1, 2 or 3: the number of the BatchNorm class (``BatchNorm2d`` -> 2)."""
+def batchnorm_dims(bn: _BatchNorm) -> int | None:
+    """1, 2 or 3: the number of the BatchNorm class (``BatchNorm2d`` -> 2); None for a BatchNorm of any input rank
+    (``nn.SyncBatchNorm``, which ``SyncBatchNorm.convert_sync_batchnorm`` puts in place of all three)."""
     for dims, cls in ((1, nn.BatchNorm1d), (2, nn.BatchNorm2d), (3, nn.BatchNorm3d)):
         if isinstance(bn, cls):
             return dims
-    raise TypeError(f"unsupported BatchNorm type {type(bn).__name__}")
+    return None
 
 
 def copy_affine(source: _BatchNorm, target: nn.Module) -> nn.Module:
@@ -92,6 +93,14 @@ def copy_affine(source: _BatchNorm, target: nn.Module) -> nn.Module:
             target.bias.copy_(source.bias)
     target.train(source.training)
     return target
+
+
+def has_trained_statistics(bn: _BatchNorm) -> bool:
+    """Whether ``bn``'s running statistics were ever estimated: a BatchNorm that never trained holds the placeholders
+    mean 0, variance 1 (the bottleneck's, or any layer of a network trained from scratch)."""
+    if not bn.track_running_stats:
+        return False
+    return not bool((bn.running_mean == 0).all() and (bn.running_var == 1).all())
 
 
 def layer_label(module: nn.Module) -> str:

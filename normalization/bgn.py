@@ -82,6 +82,20 @@ class BatchGroupNorm(nn.Module):
         shape = (1, self.num_features) + (1,) * (x.dim() - 2)
         return y * self.weight.view(shape) + self.bias.view(shape)
 
+    def get_extra_state(self) -> tuple[int, ...] | None:
+        """The spatial size the statistics belong to travels with the state dict (and so with checkpoints)."""
+        return self.trained_size
+
+    def set_extra_state(self, state: tuple[int, ...] | None) -> None:
+        self.trained_size = None if state is None else tuple(state)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args) -> None:
+        """A state dict without the size (a BatchNorm's, or a checkpoint from before it was saved) loads too: the
+        size is then learnt again from the next training batch."""
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
+        if f"{prefix}_extra_state" in missing_keys:
+            missing_keys.remove(f"{prefix}_extra_state")
+
     def _check_spatial_size(self, x: torch.Tensor) -> None:
         if self.groups <= self.num_features and self.num_features % self.groups == 0:
             return  # groups of whole channels: statistics do not depend on the spatial size

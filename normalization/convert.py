@@ -33,6 +33,7 @@ def _replace(bn: _BatchNorm, option: Normalization) -> nn.Module:
     if new is bn:
         return bn
     new.layer_name = getattr(bn, "layer_name", None)
+    new.replaces_batchnorm = True  # a second conversion leaves it (and the BatchNorms inside it, DSBN's branches) alone
     is_fused = hasattr(bn, "act") and hasattr(bn, "drop") and type(bn).forward is not nn.BatchNorm2d.forward
     return NormAct(new, bn.drop, bn.act) if is_fused else new
 
@@ -45,18 +46,21 @@ def convert(model: nn.Module, name: str | Normalization = "transnorm", *, exclud
     ``name`` is a registered option's name (built with ``options``) or an option built already (``build``).
     ``exclude`` holds glob patterns of qualified module names (``"bn1"``, ``"layer4.*"``) or BatchNorm class names
     (``"BatchNorm1d"``) to keep as BatchNorm. The model is changed in place; if ``model`` itself is a BatchNorm
-    layer, its replacement is returned.
+    layer, its replacement is returned. Converting a converted model again changes nothing: the layers a conversion
+    made, and the BatchNorms inside them, are not BatchNorms to replace.
     """
     option = build(name, **options) if isinstance(name, str) else name
     patterns = list(exclude)
     if isinstance(model, _BatchNorm):
         model = _replace(model, option)
     else:
+        converted = {id(inner) for layer in model.modules() if getattr(layer, "replaces_batchnorm", False)
+                     for inner in layer.modules()}
         targets = [
             (parent, child_name, child, f"{parent_name}.{child_name}".lstrip("."))
             for parent_name, parent in model.named_modules()
             for child_name, child in parent.named_children()
-            if isinstance(child, _BatchNorm)
+            if isinstance(child, _BatchNorm) and id(child) not in converted
         ]
         for parent, child_name, child, qualified in targets:
             if not _excluded(qualified, child, patterns):

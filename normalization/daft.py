@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from normda.normalization.base import Normalization, register
+from normda.normalization.base import Normalization, has_trained_statistics, register
 
 SOURCES = {"source": ("source",), "target": ("target",), "both": ("source", "target")}
 
@@ -85,10 +85,8 @@ def convert_batchnorm(bn: _BatchNorm, mean_t: torch.Tensor, var_t: torch.Tensor)
 
 
 def has_pretrained_statistics(bn: _BatchNorm) -> bool:
-    """Whether ``bn`` carries trained statistics and an affine for Eq. 5 (a fresh layer has mean 0, variance 1)."""
-    if not (bn.affine and bn.track_running_stats):
-        return False
-    return not bool((bn.running_mean == 0).all() and (bn.running_var == 1).all())
+    """Whether ``bn`` carries trained statistics and an affine for Eq. 5."""
+    return bn.affine and has_trained_statistics(bn)
 
 
 @register("daft")

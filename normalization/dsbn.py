@@ -20,9 +20,9 @@ from normda.errors import BatchTooSmallError
 
 
 def plain_batchnorm(bn: _BatchNorm) -> _BatchNorm:
-    """A plain ``nn.BatchNorm{1,2,3}d`` with ``bn``'s settings, parameters and statistics (without the activation of
-    a fused timm layer)."""
-    cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[batchnorm_dims(bn)]
+    """A plain ``nn.BatchNorm{1,2,3}d`` (or ``nn.SyncBatchNorm``) with ``bn``'s settings, parameters and statistics
+    (without the activation of a fused timm layer)."""
+    cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d, None: nn.SyncBatchNorm}[batchnorm_dims(bn)]
     branch = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
     branch.load_state_dict(bn.state_dict())
     return copy_affine(bn, branch)

@@ -1,12 +1,16 @@
 """Switchable Normalization (Luo et al., ICLR 2019; "Do normalization layers in a deep ConvNet really need to be
-distinct?"), as the paper's Eq. 1 and the official ``SwitchNorm2d``/``SwitchNorm1d``.
+distinct?"), as the official ``SwitchNorm2d``/``SwitchNorm1d``.
 
 Each layer normalises with a weighted mix of the IN, LN and BN statistics, ``mu = sum_z w^mu_z mu_z`` and ``var =
 sum_z w^var_z var_z``, where ``w = softmax(lambda)`` over two separate learnable logit vectors (means and variances),
-ordered [IN, LN, BN] and initialised to ones (each ratio 1/3); then ``gamma (x - mu) / sqrt(var + eps) + beta``.
+ordered [IN, LN, BN] and initialised to ones (each ratio 1/3); then ``gamma (x - mu) / sqrt(var + eps) + beta``. The
+means are mixed as in the paper's Eq. 1; the paper's Eq. 1 mixes standard deviations, ``sum_z w^sigma_z sigma_z``,
+where the official code (and this layer) mixes the variances and takes the square root of the mixture.
 The LN and BN statistics are derived from the IN ones: ``var_ln = mean_c(var_in + mu_in^2) - mu_ln^2`` and the same
-over the batch for BN. Only the BN statistics have running averages (momentum 0.1; initialised to 0 for a fresh layer,
-copied from the BatchNorm it replaces), used in eval mode; IN and LN statistics are always the sample's.
+over the batch for BN. Only the BN statistics have running averages, used in eval mode (initialised to 0 for a fresh
+layer, copied from the BatchNorm it replaces); IN and LN statistics are always the sample's. The weight of a new batch
+in the running averages is the official code's: 0.1 over maps (its ``SwitchNorm2d`` momentum 0.9) and 0.003 over
+(N, C) features (its ``SwitchNorm1d`` momentum 0.997), the settings ``momentum`` and ``momentum_1d``.
 
 ``variance_mode: exact`` (default) uses the biased IN variance, which is the paper's ``sigma^2 = E[h^2] - E[h]^2`` and
 makes LN and BN statistics exact; ``official`` uses the official code's unbiased IN variance, which adds
@@ -139,12 +143,15 @@ class Switchable(Normalization):
     ``bn_dominant`` starts near the BatchNorm instead."""
 
     def __init__(self, using_bn: bool = True, variance_mode: VarianceMode = "exact", init_ratio: InitRatio = "uniform",
-                 ratio_weight_decay: bool = True, momentum: float = 0.1):
+                 ratio_weight_decay: bool = True, momentum: float = 0.1, momentum_1d: float = 0.003):
         self.layer_options = dict(using_bn=using_bn, variance_mode=variance_mode, init_ratio=init_ratio,
-                                  ratio_weight_decay=ratio_weight_decay, momentum=momentum)
+                                  ratio_weight_decay=ratio_weight_decay)
+        self.momentum = {False: momentum, True: momentum_1d}  # by whether the layer sees (N, C) features
 
     def replace(self, bn: _BatchNorm) -> SwitchNorm:
-        layer = SwitchNorm(bn.num_features, one_d=isinstance(bn, nn.BatchNorm1d), eps=bn.eps, **self.layer_options)
+        one_d = isinstance(bn, nn.BatchNorm1d)
+        layer = SwitchNorm(bn.num_features, one_d=one_d, eps=bn.eps, momentum=self.momentum[one_d],
+                           **self.layer_options)
         copy_affine(bn, layer)
         if layer.using_bn and bn.track_running_stats:
             with torch.no_grad():

@@ -205,7 +205,13 @@ class TransNorm3d(_TransNorm):
     _input_dims = (5,)
 
 
-_BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d}
+class TransNormNd(_TransNorm):
+    """TransNorm over ``(N, C, ...)`` input of any rank, in place of a ``nn.SyncBatchNorm`` (which takes any)."""
+
+    _input_dims = (2, 3, 4, 5)
+
+
+_BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d, None: TransNormNd}
 
 
 @register("transnorm")

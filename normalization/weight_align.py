@@ -60,12 +60,17 @@ class ChannelAffine(nn.Module):
 
 
 def align_convolutions(model: nn.Module, include_stem: bool = True, eps: float = 1e-5) -> int:
-    """Register WeightAlignment on every convolution of ``model`` (but the first when ``include_stem`` is false);
-    return how many were aligned."""
+    """Register WeightAlignment on every convolution of ``model`` (but the first when ``include_stem`` is false) that
+    does not have it already; return how many were aligned."""
     convolutions = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    aligned = 0
     for conv in convolutions[0 if include_stem else 1:]:
+        if parametrize.is_parametrized(conv, "weight") and any(
+                isinstance(step, WeightAlignment) for step in conv.parametrizations.weight):
+            continue  # aligned by an earlier conversion: Eq. 10 once
         parametrize.register_parametrization(conv, "weight", WeightAlignment(conv.out_channels, eps).to(conv.weight))
-    return len(convolutions) - (0 if include_stem else 1)
+        aligned += 1
+    return aligned
 
 
 class ChannelAffineOption(Normalization):

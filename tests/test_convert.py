@@ -112,3 +112,38 @@ def test_unknown_name_and_option_are_config_errors():
         normalization.convert(nn.BatchNorm2d(3), "foo")
     with pytest.raises(ConfigError, match="norm=transnorm has no setting colour .its settings: alpha, distance"):
         normalization.convert(nn.BatchNorm2d(3), "transnorm", colour="red")
+
+
+@pytest.mark.parametrize("norm", ["transnorm", "dsbn", "autodial", "bn_wa", "wa", "gn_wa", "sn", "bgn"])
+def test_converting_twice_changes_nothing(norm):
+    """A converted model converted again with the same option has the same layers, parameters and outputs."""
+    torch.manual_seed(0)
+    model = normalization.convert(randomize_batchnorms(torchvision.models.resnet18()), norm)
+    once = {name: type(module) for name, module in model.named_modules()}
+    state = copy.deepcopy(model.state_dict())
+    normalization.convert(model, norm)
+    assert {name: type(module) for name, module in model.named_modules()} == once
+    assert model.state_dict().keys() == state.keys()
+    x = torch.randn(4, 3, 64, 64)
+    model.eval()
+    reference = normalization.convert(randomize_batchnorms(torchvision.models.resnet18()), norm).eval()
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+
+
+@pytest.mark.parametrize("norm", ["transnorm", "dsbn", "autodial", "bgn", "sn", "gn", "adabn"])
+def test_a_syncbatchnorm_model_converts_as_its_batchnorm_twin(norm):
+    """torch's SyncBatchNorm.convert_sync_batchnorm model converts to the same layers' function as the BatchNorm one:
+    the same outputs in training (one process) and in evaluation."""
+    plain = randomize_batchnorms(torchvision.models.resnet18())
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(plain))
+    models = [normalization.convert(model, norm) for model in (plain, synced)]
+    x = torch.randn(4, 3, 64, 64)
+    for training in (True, False):
+        outputs = []
+        for model in models:
+            model.train(training)
+            with normalization.domain_split(model, 2, 2), torch.no_grad():
+                outputs.append(model(x))
+        torch.testing.assert_close(outputs[1], outputs[0])

@@ -231,6 +231,22 @@ def test_autodial_caffe_running_average_is_bias_corrected():
     torch.testing.assert_close(layer.running_mean_source, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_autodial_on_a_fresh_batchnorm_starts_its_average_empty_as_caffe():
+    """A BatchNorm that never trained holds placeholders (0, 1): the first batch's statistics replace them (Caffe's
+    average starts at s = 0), while trained statistics count as one average (s = 1)."""
+    fresh = normalization.convert(nn.BatchNorm2d(3), "autodial")
+    x = shifted_batch(4, 4, channels=3)
+    fresh(x)
+    source_mean = torch.var_mean(x[:4], dim=(0, 2, 3), correction=0)[1]  # alpha = 1: each domain its own
+    torch.testing.assert_close(fresh.running_mean_source, source_mean, rtol=1e-5, atol=1e-6)
+    assert float(fresh.running_weight_source) == 1.0
+    trained = normalization.convert(random_batchnorm(3, seed=1), "autodial")
+    start = trained.running_mean_source.clone()
+    trained(x)
+    torch.testing.assert_close(trained.running_mean_source, (0.999 * start + source_mean) / 1.999, rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_autodial_evaluates_with_target_row():
     layer = normalization.convert(random_batchnorm(3, seed=1), "autodial")
     layer(shifted_batch())

@@ -137,6 +137,30 @@ def test_sn_one_d_features_and_errors():
     SwitchNorm(8, using_bn=False)(torch.randn(1, 8, 3, 3))
 
 
+def test_bgn_trained_size_survives_a_state_dict_round_trip():
+    cutting = BatchGroupNorm(2, 8)  # 8 groups of 2 channels' 4x4 maps: groups cut through channels
+    cutting.train()(torch.randn(4, 2, 4, 4))
+    restored = BatchGroupNorm(2, 8)
+    restored.load_state_dict(cutting.state_dict())
+    assert restored.trained_size == (4, 4)
+    restored.eval()(torch.randn(1, 2, 4, 4))
+    with pytest.raises(ConfigError, match=r"belong to \(4, 4\) maps, not \(2, 8\)"):
+        restored(torch.randn(1, 2, 2, 8))  # as many values per sample, another layout
+
+
+def test_sn_running_averages_follow_the_official_momenta():
+    """A converted model's SN layers update their BN running statistics as the official layers: weight 0.1 of the new
+    batch over maps (SwitchNorm2d's momentum 0.9), 0.003 over (N, C) features (SwitchNorm1d's momentum 0.997)."""
+    model = normalization.convert(nn.Sequential(random_batchnorm(4), nn.Flatten(), nn.BatchNorm1d(36)), "sn")
+    maps_layer, features_layer = model[0], model[2]
+    assert (maps_layer.momentum, features_layer.momentum) == (0.1, 0.003)
+    start = features_layer.running_mean.clone()
+    x = torch.randn(5, 4, 3, 3)
+    model.train()(x)
+    features = maps_layer(x).flatten(1)
+    torch.testing.assert_close(features_layer.running_mean, 0.997 * start + 0.003 * features.mean(dim=0))
+
+
 # -- GN, IN, LN --------------------------------------------------------------------------------------------------------
 
 def test_group_norm_extremes_are_layer_and_instance_norm():
