@@ -40,7 +40,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from normda.normalization.domain import DOMAINS, DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
 from normda.normalization.base import copy_affine, has_trained_statistics, layer_label, register
-from normda.normalization.split_batchnorm import batch_moments, kernel_constants, statistics_dtype, use_fused_kernels
+from normda.normalization.split_batchnorm import (batch_moments, in_statistics_dtype, kernel_constants,
+                                                   statistics_dtype, use_fused_kernels)
 from normda.normalization.sync import distributed_world, global_moments, local_moments
 from normda.errors import BatchTooSmallError
 from normda.registry import check_setting
@@ -285,14 +286,15 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
                     f"({size} of {tuple(x.shape)}): give each domain at least 2 samples (data.batch_size)"
                 )
         values = x.numel() // self.num_features
+        weight, bias, alpha = in_statistics_dtype(x, self.weight, self.bias, self.alpha)
         if not (n_source and n_target):  # one domain: its own statistics, as BatchNorm
-            out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
+            out, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, self.eps)
             with torch.no_grad():
                 self._update(("source",) if n_source else ("target",),
                              (mean, _unbiased(invstd.pow(-2) - self.eps, values)))
             return out
         if use_fused_kernels(self.sync):
-            return _AutoDIALFunction.apply(x, self.weight, self.bias, self.alpha, n_source, self.eps,
+            return _AutoDIALFunction.apply(x, weight, bias, alpha, n_source, self.eps,
                                            functools.partial(self._update, DOMAINS))
         synced = self.sync and distributed_world() > 1
         shape = (1, self.num_features) + (1,) * (x.dim() - 2)
@@ -309,6 +311,8 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         factor (stat - r)`` with Caffe's ``factor = 1 / s``, ``s <- l s + 1`` (or BatchNorm's momentum). Called
         without autograd."""
         running = [self._buffers[name] for name in _RUNNING_STATISTICS[domains]]
+        if rows[0].dtype != running[0].dtype:  # buffers of a model cast to half precision
+            rows = [row.to(running[0].dtype) for row in rows]
         if self.running_average == "pytorch":
             torch._foreach_lerp_(running, rows, self.momentum)
             return

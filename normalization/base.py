@@ -81,7 +81,8 @@ def batchnorm_dims(bn: _BatchNorm) -> int | None:
 
 
 def copy_affine(source: _BatchNorm, target: nn.Module) -> nn.Module:
-    """Copy ``source``'s gamma/beta into ``target`` (when both have them); move ``target`` to source's device/dtype."""
+    """Copy ``source``'s gamma/beta into ``target`` (when both have them), with their freezing (``requires_grad``),
+    and its train/eval mode; move ``target`` to source's device/dtype."""
     reference = next(iter(source.parameters()), None)
     if reference is None and source.running_mean is not None:
         reference = source.running_mean
@@ -91,6 +92,8 @@ def copy_affine(source: _BatchNorm, target: nn.Module) -> nn.Module:
         with torch.no_grad():
             target.weight.copy_(source.weight)
             target.bias.copy_(source.bias)
+        target.weight.requires_grad_(source.weight.requires_grad)
+        target.bias.requires_grad_(source.bias.requires_grad)
     target.train(source.training)
     return target
 

@@ -36,6 +36,7 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
         self.source = plain_batchnorm(bn)
         self.target = plain_batchnorm(bn)
         self.num_features = bn.num_features
+        self.train(bn.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:

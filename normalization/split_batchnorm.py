@@ -61,6 +61,14 @@ def statistics_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def in_statistics_dtype(x: torch.Tensor, *parameters: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """``parameters`` in the dtype the kernels keep their statistics in for ``x``: a model cast to half precision
+    (``model.half()``) has half-precision gamma/beta, which ATen's kernels accept only beside half-precision
+    statistics. The cast is differentiable, so the gradients return in the parameters' own dtype."""
+    dtype = statistics_dtype(x)
+    return [p if p is None or p.dtype == dtype else p.to(dtype) for p in parameters]
+
+
 def batch_moments(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and biased variance over every axis but dim 1, in float32 for float16/bfloat16 input."""
     dtype = statistics_dtype(part)
@@ -154,8 +162,8 @@ def split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, running: dict
     returns the per-channel scale ``s``. ``sync``: each domain's statistics over all processes of a distributed job.
     """
     if use_fused_kernels(sync):
-        return _SplitBatchNorm.apply(x, *affine["source"], *affine["target"], n_source, running,
-                                     _per_domain(momentum), eps, channel_scale)
+        parameters = in_statistics_dtype(x, *affine["source"], *affine["target"])
+        return _SplitBatchNorm.apply(x, *parameters, n_source, running, _per_domain(momentum), eps, channel_scale)
     synced = sync and distributed_world() > 1
     return reference_split_batch_norm(x, n_source, affine, running, momentum, eps, channel_scale,
                                       global_moments if synced else local_moments)

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from normda import normalization
-from conftest import randomize_batchnorms
+from conftest import random_batchnorm, randomize_batchnorms
 from normda.normalization import NormAct, TransNorm1d, TransNorm2d
 from normda.errors import ConfigError
 
@@ -147,3 +147,18 @@ def test_a_syncbatchnorm_model_converts_as_its_batchnorm_twin(norm):
             with normalization.domain_split(model, 2, 2), torch.no_grad():
                 outputs.append(model(x))
         torch.testing.assert_close(outputs[1], outputs[0])
+
+
+@pytest.mark.parametrize("norm", ["transnorm", "dsbn", "autodial", "bgn", "sn", "gn", "in", "ln", "wa"])
+def test_a_frozen_batchnorm_stays_frozen(norm):
+    """A BatchNorm whose gamma/beta do not train, or that is kept in eval mode, is converted with the same freezing."""
+    frozen, in_eval = random_batchnorm(32, seed=1), random_batchnorm(32, seed=2)
+    frozen.weight.requires_grad_(False)
+    frozen.bias.requires_grad_(False)
+    in_eval.eval()
+    model = normalization.convert(nn.Sequential(frozen, in_eval, random_batchnorm(32, seed=3)), norm)
+    affine = {index: [p for name, p in layer.named_parameters() if name.rpartition(".")[2] in ("weight", "bias")]
+              for index, layer in enumerate(model)}
+    assert affine[0] and not any(p.requires_grad for p in affine[0])
+    assert all(p.requires_grad for p in affine[1] + affine[2])
+    assert [layer.training for layer in model] == [True, False, True]

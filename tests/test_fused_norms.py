@@ -11,6 +11,7 @@ import torch
 import torch._dynamo
 from torch import nn
 
+from conftest import randomize_batchnorms
 from normda import normalization
 from normda.normalization import domain_split
 from normda.normalization.autodial import (
@@ -210,3 +211,31 @@ def test_transnorm_compiles_with_inductor():
     torch.testing.assert_close(y_compiled, y, rtol=1e-5, atol=1e-5)
     for p, q in zip(eager.parameters(), compiled.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.bfloat16, 5e-2), (torch.float16, 1e-2)])  # ~6 rounding units
+@pytest.mark.parametrize("norm,settings", [("dsbn", {}), ("autodial", {}), ("transnorm", {"alpha": "none"}),
+                                           ("transnorm", {}), ("bgn", {"groups": 4}), ("sn", {})],
+                         ids=["dsbn", "autodial", "transnorm-alpha-none", "transnorm", "bgn", "sn"])
+def test_a_model_cast_to_half_precision_trains_as_its_float32_twin(norm, settings, dtype, tolerance):
+    """model.half() / model.to(torch.bfloat16): parameters and buffers in half precision. A training step gives the
+    float32 layer's outputs and gradients up to the precision's rounding, in the model's dtype."""
+    base = normalization.convert(randomize_batchnorms(nn.Sequential(nn.BatchNorm2d(8))), norm, **settings)[0]
+    low = copy.deepcopy(base).to(dtype)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 8, 3, 3, generator=generator) * 2 + 1
+    grad = torch.randn(x.shape, generator=generator)
+    results = []
+    for layer, inputs in ((base, x.clone()), (low, x.to(dtype))):
+        inputs.requires_grad_(True)
+        with normalization.domain_split(layer, 5, 7):
+            out = layer.train()(inputs)
+        out.backward(grad.to(out.dtype))
+        results.append((out, inputs.grad, [p.grad for p in layer.parameters()]))
+    (out, grad_x, grads), (low_out, low_grad_x, low_grads) = results
+    assert low_out.dtype == dtype and low_grad_x.dtype == dtype and all(g.dtype == dtype for g in low_grads)
+    torch.testing.assert_close(low_out.float(), out, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(low_grad_x.float(), grad_x, rtol=tolerance, atol=tolerance)
+    for low_grad, reference in zip(low_grads, grads):
+        scale = reference.abs().max().clamp(min=1.0)
+        torch.testing.assert_close(low_grad.float() / scale, reference / scale, rtol=tolerance, atol=tolerance)
