@@ -287,7 +287,8 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
                 )
         values = x.numel() // self.num_features
         weight, bias, alpha = in_statistics_dtype(x, self.weight, self.bias, self.alpha)
-        if not (n_source and n_target):  # one domain: its own statistics, as BatchNorm
+        synced = self.sync and distributed_world() > 1
+        if not (n_source and n_target) and not synced:  # one domain: its own statistics, as BatchNorm
             out, mean, invstd = torch.native_batch_norm(x, weight, bias, None, None, True, 0.0, self.eps)
             with torch.no_grad():
                 self._update(("source",) if n_source else ("target",),
@@ -296,7 +297,7 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         if use_fused_kernels(self.sync):
             return _AutoDIALFunction.apply(x, weight, bias, alpha, n_source, self.eps,
                                            functools.partial(self._update, DOMAINS))
-        synced = self.sync and distributed_world() > 1
+        # synchronised, also where this process's share holds one domain: the whole batch holds both
         shape = (1, self.num_features) + (1,) * (x.dim() - 2)
         x_hat, mixed, counts = reference_autodial(x, self.alpha, n_source, self.eps,
                                                   global_moments if synced else local_moments)

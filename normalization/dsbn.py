@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from normda.normalization.domain import DomainAwareNorm, DomainAwareOption
 from normda.normalization.base import batchnorm_dims, copy_affine, layer_label, register
 from normda.normalization.split_batchnorm import split_batch_norm
+from normda.normalization.sync import distributed_world
 from normda.errors import BatchTooSmallError
 
 
@@ -42,10 +43,14 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
         if not self.training:
             return getattr(self, self.eval_domain)(x)
         n_source, n_target = self.split_sizes(x.shape[0])
+        # synchronised, every process counts the batch of both domains: the whole batch holds both, even where this
+        # process's share holds one, and every process must update its running statistics alike
+        synced = self.sync and distributed_world() > 1
         momentum = {}
         for domain, size in (("source", n_source), ("target", n_target)):
             if size:
                 self._check_batch(x.shape, size, domain)
+            if size or synced:
                 momentum[domain] = self._update_factor(getattr(self, domain))
         branches = {domain: getattr(self, domain) for domain in ("source", "target")}
         return split_batch_norm(x, n_source, {d: (bn.weight, bn.bias) for d, bn in branches.items()},

@@ -190,8 +190,8 @@ def reference_split_batch_norm(x: torch.Tensor, n_source: int, affine: dict, run
             if running_mean is not None:
                 running_mean.lerp_(mean[index].to(running_mean.dtype), momentum[domain])
                 running_var.lerp_(unbiased.to(running_var.dtype), momentum[domain])
-        if part.shape[0] == 0:
-            continue
+        # a part empty here but present in the whole batch stays in the graph: its affine gets a zero gradient, not
+        # none, as DistributedDataParallel expects of every parameter on every process
         normalised = (part - _channel_view(mean[index], x)) * torch.rsqrt(_channel_view(var[index], x) + eps)
         weight, bias = affine[domain]
         if weight is not None:

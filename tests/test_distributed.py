@@ -3,6 +3,7 @@ the synchronised layers give what one process holding the whole batch gives: out
 running statistics."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -22,8 +23,8 @@ from normda.normalization.dsbn import DomainSpecificBatchNorm
 from normda.normalization.transnorm import TransNorm2d
 
 ROOT = Path(__file__).resolve().parents[1]
-#: per rank: (source rows, target rows) of the whole batch; unequal on purpose
-SHARES = [((0, 3), (0, 2)), ((3, 5), (2, 6))]
+#: per rank: (source rows, target rows) of the whole batch; unequal on purpose, and one share of each domain alone
+SHARES = {"mixed": [((0, 3), (0, 2)), ((3, 5), (2, 6))], "one_domain_each": [((0, 5), (0, 0)), ((5, 5), (0, 6))]}
 N_SOURCE, N_TARGET = 5, 6
 
 
@@ -71,13 +72,16 @@ KINDS = ("transnorm", "dsbn", "autodial")
 
 
 def worker(rank: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    # a collective that waits for the other process more than a minute (a hang) fails instead of blocking the suite
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))
     try:
         x, grad = whole_batch()
-        share = SHARES[rank]
-        for kind in KINDS:
-            result = step(make_layer(kind), rows(x, share), rows(grad, share), share[0][1] - share[0][0])
-            torch.save(result, os.path.join(out_dir, f"{kind}-rank{rank}.pt"))
+        for case, shares in SHARES.items():
+            share = shares[rank]
+            for kind in KINDS:
+                result = step(make_layer(kind), rows(x, share), rows(grad, share), share[0][1] - share[0][0])
+                torch.save(result, os.path.join(out_dir, f"{kind}-{case}-rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -90,12 +94,15 @@ def synchronised_steps(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("case", SHARES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_synchronised_statistics_equal_the_whole_batch(kind, synchronised_steps):
+def test_synchronised_statistics_equal_the_whole_batch(kind, case, synchronised_steps):
+    """Where one process holds a single domain, too: no process waits alone in an all-reduce (AutoDIAL), and every
+    process's running statistics are the whole batch's (DSBN)."""
     x, grad = whole_batch()
     single = step(make_layer(kind), x, grad, N_SOURCE)
-    ranks = [torch.load(synchronised_steps / f"{kind}-rank{r}.pt", weights_only=True) for r in range(2)]
-    for rank, share in zip(ranks, SHARES):
+    ranks = [torch.load(synchronised_steps / f"{kind}-{case}-rank{r}.pt", weights_only=True) for r in range(2)]
+    for rank, share in zip(ranks, SHARES[case]):
         torch.testing.assert_close(rank["out"], rows(single["out"], share), rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(rank["grad_x"], rows(single["grad_x"], share), rtol=1e-9, atol=1e-12)
         for name, buffer in single["buffers"].items():  # every process holds the whole batch's running statistics
