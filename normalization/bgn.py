@@ -10,9 +10,12 @@ statistics depend on the spatial size, which must then stay the same between tra
 takes G_l = min(G, C) groups of whole channels (C divisible by G_l), which do not depend on the image size; G = C is
 BatchNorm. Swapped into a pretrained network, each group's running statistics pool those of the channels it covers.
 The paper's per-task G for Office-31 (Table 7: 1 for A->D, 8 for A->W, 32 for D->W, 512 otherwise) is what
-``conf/norm/bgn.yaml`` picks for those tasks.
+``conf/norm/bgn.yaml`` picks for those tasks. A BatchNorm1d over (N, C) features with fewer channels than G (the
+256-wide bottleneck under G = 512) gets one group per channel, which is BatchNorm; every layer that G divides keeps G.
 """
 from __future__ import annotations
+
+import logging
 
 from typing import Annotated, Literal
 
@@ -26,6 +29,8 @@ from normda.errors import BatchTooSmallError, ConfigError
 from normda.registry import AtLeast, check_setting
 
 Mode = Literal["flat", "channel"]
+
+log = logging.getLogger(__name__)
 
 
 def channel_groups(num_features: int, groups: int, layer: str) -> int:
@@ -132,6 +137,12 @@ class BGN(Normalization):
 
     def replace(self, bn: _BatchNorm) -> BatchGroupNorm:
         groups = channel_groups(bn.num_features, self.groups, layer_label(bn)) if self.mode == "channel" else self.groups
+        if isinstance(bn, nn.BatchNorm1d) and groups > bn.num_features:
+            # (N, C) features hold one value per channel: more groups than channels would split single values, so
+            # each channel is its own group, which is BatchNorm (Table 7's G = 512 against the 256-wide bottleneck)
+            log.info("BGN at %s: %d groups for %d features; one group per feature (BatchNorm) there",
+                     layer_label(bn), groups, bn.num_features)
+            groups = bn.num_features
         layer = BatchGroupNorm(bn.num_features, groups, self.mode, eps=bn.eps, momentum=bn.momentum,
                                affine=bn.affine)
         copy_affine(bn, layer)

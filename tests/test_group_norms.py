@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normda import normalization
+from normda.experiment import build_model
 from conftest import random_batchnorm
 from normda.normalization.bgn import BatchGroupNorm
 from normda.normalization.standard import InstanceNorm
@@ -135,6 +136,22 @@ def test_sn_one_d_features_and_errors():
     with pytest.raises(BatchTooSmallError, match="set norm.using_bn=false"):
         SwitchNorm(8)(torch.randn(1, 8, 3, 3))
     SwitchNorm(8, using_bn=False)(torch.randn(1, 8, 3, 3))
+
+
+def test_bgn_with_more_groups_than_bottleneck_features_is_batchnorm_there(make_config):
+    """Table 7's G = 512 on Office-31 (D->A, W->A, W->D): the ResNet's maps keep 512 groups; the 256-wide bottleneck
+    gets one group per feature, which computes what its BatchNorm1d computes."""
+    cfg = make_config("norm=bgn", "data=office31", "data.source=D", "data.target=A", "backbone=resnet50",
+                      "backbone.pretrained=false")
+    assert cfg.norm.groups == 512
+    model, _ = build_model(cfg, num_classes=31)
+    bottleneck = model.bottleneck[1]
+    assert bottleneck.groups == 256 and model.backbone.bn1.groups == 512
+    reference = nn.BatchNorm1d(256)
+    reference.load_state_dict({key: value for key, value in model.bottleneck[1].state_dict().items()
+                               if key != "_extra_state"})
+    features = torch.randn(6, 256)
+    torch.testing.assert_close(bottleneck.train()(features), reference.train()(features))
 
 
 def test_bgn_trained_size_survives_a_state_dict_round_trip():
