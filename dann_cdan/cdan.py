@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +46,18 @@ class CDAN(AdaptationMethod):
     """The discriminator sees the joint of features and predictions, ``T(f, softmax(logits))``, through a
     gradient-reversal layer; the softmax itself is detached.
 
-    With ``entropy=true`` (CDAN+E, Eq. 9) each sample's discriminator loss is weighted by ``w = 1 + exp(-H(g))``,
-    normalised within each domain, which favours confident predictions. As in the original CDAN code, the entropy is
-    computed from the un-detached softmax behind a gradient reversal (``entropy_weight_grad=true``), whose coefficient
-    follows ``entropy_grl`` (the official TransNorm code: alpha 10 over 10,000 iterations while its discriminator warms
-    up over 5,000) or, when unset, the discriminator's schedule; ``false`` detaches the weights, as TLlib does.
+    With ``entropy=true`` (CDAN+E, Eq. 9) each sample's discriminator loss is weighted by ``w = 1 + exp(-H(g))``, which
+    favours confident predictions. ``entropy_weighting`` names the two ways the references do it:
+
+    * ``tllib`` (TLlib's ``--entropy``): the weights come from the detached softmax and are normalised over the whole
+      concatenated batch, ``loss = sum_i w_i BCE_i / sum_i w_i``;
+    * ``official`` (the original CDAN code, and TransNorm's): the entropy comes from the un-detached softmax behind a
+      gradient reversal, whose coefficient follows ``entropy_grl`` (the official TransNorm code: alpha 10 over 10,000
+      iterations while its discriminator warms up over 5,000) or, when unset, the discriminator's schedule; the
+      weights are normalised within each domain, ``loss = (sum_s w BCE / sum_s w + sum_t w BCE / sum_t w) / 2``.
+
+    Each protocol picks its reference's (``conf/method/cdan.yaml`` TLlib's, ``protocol_method/transnorm_cdan.yaml``
+    the official one).
     ``randomized=true`` replaces the (C * F)-dimensional multilinear map by the ``randomized_dim`` random one.
     """
 
@@ -60,7 +67,7 @@ class CDAN(AdaptationMethod):
         num_classes: int,
         trade_off: float = 1.0,
         entropy: bool = False,
-        entropy_weight_grad: bool = True,
+        entropy_weighting: Literal["tllib", "official"] = "tllib",
         randomized: bool = False,
         randomized_dim: int = 1024,
         hidden: int = 1024,
@@ -72,7 +79,7 @@ class CDAN(AdaptationMethod):
         super().__init__()
         self.trade_off = trade_off
         self.entropy = entropy
-        self.entropy_weight_grad = entropy_weight_grad
+        self.entropy_weighting = entropy_weighting
         if randomized:
             self.map = RandomizedMultilinearMap(features_dim, num_classes, randomized_dim)
             discriminator_input = randomized_dim
@@ -98,15 +105,17 @@ class CDAN(AdaptationMethod):
         n_source = outputs.features_source.shape[0]
         weights_source = weights_target = None
         diagnostics: dict[str, torch.Tensor | float] = {}
+        official = self.entropy_weighting == "official"
         if self.entropy:
-            entropy = prediction_entropy(probabilities if self.entropy_weight_grad else probabilities.detach())
-            if self.entropy_weight_grad:
+            entropy = prediction_entropy(probabilities if official else probabilities.detach())
+            if official:
                 entropy = grad_reverse(entropy, self.entropy_schedule(step))
             weights = 1.0 + torch.exp(-entropy)
             weights_source, weights_target = weights[:n_source], weights[n_source:]
             diagnostics["target_entropy"] = entropy[n_source:].detach().mean()
         adversarial, accuracy = domain_adversarial_loss(
-            domain_logits[:n_source], domain_logits[n_source:], weights_source, weights_target
+            domain_logits[:n_source], domain_logits[n_source:], weights_source, weights_target,
+            per_domain=official or not self.entropy,
         )
         return {
             "loss": self.trade_off * adversarial,

@@ -43,8 +43,11 @@ def domain_adversarial_loss(
     logits_target: torch.Tensor,
     weights_source: torch.Tensor | None = None,
     weights_target: torch.Tensor | None = None,
+    per_domain: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``0.5 [BCE(D(source), 1) + BCE(D(target), 0)]``, each domain's term a (weighted) mean over its samples.
+    """``0.5 [BCE(D(source), 1) + BCE(D(target), 0)]``, each domain's term a (weighted) mean over its samples; with
+    ``per_domain=false``, one weighted mean over the concatenated batch, ``sum_i w_i BCE_i / sum_i w_i`` (TLlib's
+    normalisation of CDAN+E's weights; the same as the default for equal batches without weights).
 
     Returns the loss and the discriminator's accuracy over both domains (detached). Averaging each domain separately
     keeps the two domains equally weighted when their batch sizes differ, and is the per-domain weight normalisation
@@ -52,7 +55,11 @@ def domain_adversarial_loss(
     """
     bce_source = F.binary_cross_entropy_with_logits(logits_source, torch.ones_like(logits_source), reduction="none")
     bce_target = F.binary_cross_entropy_with_logits(logits_target, torch.zeros_like(logits_target), reduction="none")
-    loss = 0.5 * (_weighted_mean(bce_source, weights_source) + _weighted_mean(bce_target, weights_target))
+    if per_domain:
+        loss = 0.5 * (_weighted_mean(bce_source, weights_source) + _weighted_mean(bce_target, weights_target))
+    else:
+        weights = None if weights_source is None else torch.cat([weights_source, weights_target])
+        loss = _weighted_mean(torch.cat([bce_source, bce_target]), weights)
     with torch.no_grad():
         correct = (logits_source > 0).sum() + (logits_target <= 0).sum()
         accuracy = correct.float() / (logits_source.numel() + logits_target.numel())

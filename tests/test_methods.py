@@ -93,9 +93,12 @@ def test_cdan_discriminator_input_sizes():
     assert "map.random_features" in CDAN(8, 4, randomized=True).state_dict()
 
 
-def test_cdan_entropy_weights_by_hand():
+@pytest.mark.parametrize("weighting", ["tllib", "official"])
+def test_cdan_entropy_weights_by_hand(weighting):
+    """TLlib: detached weights normalised over the whole batch; the CDAN code: normalised within each domain (the
+    value; its gradient path is the next test's)."""
     torch.manual_seed(0)
-    method = CDAN(6, 3, entropy=True, entropy_weight_grad=False).eval()
+    method = CDAN(6, 3, entropy=True, entropy_weighting=weighting).eval()
     outputs = step_outputs(n_source=3, n_target=5)
     terms = method(outputs, step=500)
 
@@ -103,9 +106,13 @@ def test_cdan_entropy_weights_by_hand():
     weights = 1 + torch.exp(-prediction_entropy(probabilities))
     joint = MultilinearMap()(torch.cat([outputs.features_source, outputs.features_target]), probabilities)
     logits = method.discriminator(joint)
-    bce_s = F.binary_cross_entropy_with_logits(logits[:3], torch.ones(3), reduction="none")
-    bce_t = F.binary_cross_entropy_with_logits(logits[3:], torch.zeros(5), reduction="none")
-    expected = 0.5 * ((weights[:3] * bce_s).sum() / weights[:3].sum() + (weights[3:] * bce_t).sum() / weights[3:].sum())
+    bce = torch.cat([F.binary_cross_entropy_with_logits(logits[:3], torch.ones(3), reduction="none"),
+                     F.binary_cross_entropy_with_logits(logits[3:], torch.zeros(5), reduction="none")])
+    if weighting == "tllib":  # TLlib: w / sum(w) * B, then the mean of w * BCE over the batch
+        expected = (weights / weights.sum() * 8 * bce).mean()
+    else:
+        expected = 0.5 * ((weights[:3] * bce[:3]).sum() / weights[:3].sum()
+                          + (weights[3:] * bce[3:]).sum() / weights[3:].sum())
     torch.testing.assert_close(terms["loss"], expected)
 
 
@@ -117,9 +124,9 @@ def test_prediction_entropy_by_hand():
 
 def test_entropy_gradient_is_reversed_only_when_asked():
     outputs = step_outputs()
-    for reversed_grad in (False, True):
+    for weighting, reversed_grad in (("tllib", False), ("official", True)):
         torch.manual_seed(0)
-        method = CDAN(6, 3, entropy=True, entropy_weight_grad=reversed_grad)
+        method = CDAN(6, 3, entropy=True, entropy_weighting=weighting)
         for tensor in (outputs.logits_source, outputs.logits_target):
             tensor.grad = None
         method(outputs, step=1000)["loss"].backward()

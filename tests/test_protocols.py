@@ -45,6 +45,8 @@ def test_tllib_dann_cdan_on_office31(method):
     assert cfg["model"]["bottleneck_dim"] == 256 and cfg["model"]["head_hidden"] is None
     assert cfg["method"]["discriminator_batch_norm"] and cfg["method"]["grl"] == {
         "alpha": 1.0, "lo": 0.0, "hi": 1.0, "max_iters": 1000}
+    if method.startswith("cdan"):
+        assert cfg["method"]["entropy_weighting"] == "tllib"
 
 
 def test_tllib_erm_and_mdd():
@@ -98,6 +100,7 @@ def test_transnorm_protocol(method):
     assert (grl["alpha"], grl["max_iters"]) == (10.0, 5000)
     if method.startswith("cdan"):
         assert cfg["method"]["entropy_grl"]["max_iters"] == 10_000
+        assert cfg["method"]["entropy_weighting"] == "official"
     assert cfg["method"].get("entropy", False) == (method == "cdan_e")
 
 
