@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from normda.errors import ConfigError
-from normda.registry import check_settings
+from normda.registry import check_settings, node_settings
 
 
 class InverseDecay:
@@ -62,8 +62,7 @@ def check_targets(cfg: Any) -> None:
     if str(cfg.lr_schedule.get("_target_")) != f"{__name__}.lr_schedule":
         raise ConfigError(f"optim.lr_schedule._target_={cfg.lr_schedule.get('_target_')} is not "
                           f"{__name__}.lr_schedule: choose the schedule with optim.lr_schedule.kind")
-    check_settings(lr_schedule, {k: v for k, v in cfg.lr_schedule.items() if not k.startswith("_")},
-                   "optim.lr_schedule")
+    check_settings(lr_schedule, node_settings(cfg.lr_schedule), "optim.lr_schedule")
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any) -> tuple[Optimizer, LambdaLR]:
