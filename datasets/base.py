@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, Mapping
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from normda.datasets.transforms import Interpolation
 from normda.datasets.sampling import ResumableSampler, SeededSamples
 from normda.errors import ConfigError
 from normda.registry import AtLeast, Below, Registry, check_setting
@@ -140,6 +141,7 @@ COMMON_SETTINGS = {
     "eval_batch_size": Annotated[int, AtLeast(1)],
     "num_workers": Annotated[int, AtLeast(0)],
     "image_size": Annotated[int, AtLeast(1)],
+    "interpolation": Interpolation,
 }
 
 

@@ -5,19 +5,26 @@ Under ``data.root`` the files sit where torchvision puts them: ``MNIST/raw/*-uby
 The target's training split is the unlabelled target data; its test split is the one accuracy is reported on.
 torchvision md5-checks what it downloads; split sizes other than the standard ones are reported as a warning.
 MNIST-M is not offered: torchvision has no loader for it and its usual sources are not stable downloads.
+
+SVHN's training split is imbalanced (from 4,659 nines to 13,861 ones). TLlib trains S->M on a class-balanced list
+(``svhn_balanced.txt``); ``data.svhn_subset=balanced`` builds such a subset reproducibly from torchvision's file: every
+class cut to the size of the smallest, keeping the images a fixed permutation (seed 0) puts first, in file order.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from torch.utils.data import Dataset
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
 from normda.datasets.transforms import digits_transform
 from normda.errors import DataNotFoundError
+from normda.registry import check_setting
 
 DOMAINS = {"M": "mnist", "U": "usps", "S": "svhn"}
 CLASSES = [str(digit) for digit in range(10)]
@@ -49,13 +56,26 @@ def load_split(letter: str, root: Path, train: bool, transform, download: bool) 
     return dataset
 
 
+def class_balanced(labels: np.ndarray, seed: int = 0) -> list[int]:
+    """Indices of a class-balanced subset: each class keeps as many images as the smallest has, those that a seeded
+    permutation puts first; returned in file order."""
+    counts = np.bincount(labels)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).numpy()
+    kept = np.concatenate([order[labels[order] == label][: counts.min()] for label in range(len(counts))])
+    return sorted(kept.tolist())
+
+
 @register("digits")
 def digits(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     root = Path(cfg.root).expanduser()
-    transform = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std)
+    transform = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std, cfg.interpolation)
+    check_setting("data.svhn_subset", cfg.svhn_subset, Literal["full", "balanced"])
+    source_train = load_split(source, root, True, transform, cfg.download)
+    if source == "S" and cfg.svhn_subset == "balanced":
+        source_train = Subset(source_train, class_balanced(np.asarray(source_train.labels)))
     return DomainAdaptationTask(
-        source_train=load_split(source, root, True, transform, cfg.download),
+        source_train=source_train,
         target_train=load_split(target, root, True, transform, cfg.download),
         target_test=load_split(target, root, False, transform, cfg.download),
         classes=CLASSES,

@@ -2,8 +2,8 @@
 ``python train.py`` runs with no download. Built by ``scripts/make_embedded_digits.py``.
 
 Per domain: 3,000 class-balanced training images; the test sets are 2,000 MNIST test images and the complete USPS test
-set (2,007). Images stay uint8 at their native size; each batch is resized (bilinear, antialiased) to
-``data.image_size``, given ``data.channels`` equal channels and normalised with ``data.mean``/``data.std``, like the
+set (2,007). Images stay uint8 at their native size; each batch is resized to ``data.image_size`` with
+``data.interpolation`` as PIL resizes (``transforms.resize_like_pil``), given ``data.channels`` equal channels and normalised with ``data.mean``/``data.std``, like the
 TLlib ``res.`` transform, when the loader fetches it.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
+from normda.datasets.transforms import resize_like_pil
 
 DOMAINS = {"M": "mnist", "U": "usps"}
 CLASSES = [str(digit) for digit in range(10)]
@@ -35,6 +35,7 @@ class EmbeddedDigits(Dataset):
         self.images = torch.from_numpy(images).unsqueeze(1)
         self.labels = torch.from_numpy(labels)
         self.size = (cfg.image_size, cfg.image_size)
+        self.interpolation = cfg.interpolation
         self.channels = cfg.channels
         self.mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(cfg.std).view(1, -1, 1, 1)
@@ -43,8 +44,7 @@ class EmbeddedDigits(Dataset):
         return len(self.labels)
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float().div_(255.0), size=self.size, mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = resize_like_pil(images, self.size[0], self.interpolation)
         return ((x.expand(-1, self.channels, -1, -1) - self.mean) / self.std).contiguous()
 
     def __getitem__(self, index: int):

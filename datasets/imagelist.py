@@ -25,8 +25,9 @@ from torchvision.datasets.folder import default_loader
 
 from normda.datasets.download import Archive, fetch
 from normda.datasets.base import DomainAdaptationTask, check_domains, hold_out
-from normda.datasets.transforms import ten_crop_transform, test_transform, train_transform
+from normda.datasets.transforms import Resizing, ten_crop_transform, test_transform, train_transform
 from normda.errors import ConfigError, DataNotFoundError
+from normda.registry import check_setting
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class ImageListBenchmark:
 
     def build(self, cfg: Any) -> DomainAdaptationTask:
         source, target = check_domains(cfg, self.domains)
+        check_setting("data.train_resizing", cfg.train_resizing, Resizing)
         root = Path(cfg.root).expanduser()
         if cfg.download:
             if not self.archives and not all((root / self.lists[d]).is_file() for d in (source, target)):
@@ -129,8 +131,9 @@ class ImageListBenchmark:
         samples, bad = {}, {}
         for letter in (source, target):
             samples[letter], bad[self.domains[letter]] = self._domain_samples(root, letter, cfg)
-        train = train_transform(cfg.image_size, cfg.mean, cfg.std)
-        test = test_transform(cfg.image_size, cfg.mean, cfg.std)
+        train = train_transform(cfg.image_size, cfg.mean, cfg.std, cfg.train_resizing, cfg.interpolation)
+        test = test_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)
+        ten_crop = ten_crop_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)
         kept, held = hold_out(len(samples[source]), cfg.get("source_val_fraction") or 0.0, seed=0)
         return DomainAdaptationTask(
             source_train=ImageList([samples[source][i] for i in kept], train),
@@ -141,7 +144,7 @@ class ImageListBenchmark:
             source=self.domains[source],
             target=self.domains[target],
             notes={"images_left_out": bad},
-            target_test_ten_crop=ImageList(samples[target], ten_crop_transform(cfg.image_size, cfg.mean, cfg.std)),
+            target_test_ten_crop=ImageList(samples[target], ten_crop),
         )
 
     def list_file(self, root: Path, letter: str, cfg: Any) -> Path:

@@ -1,11 +1,23 @@
-"""Image transforms of the TLlib protocol, scaled to any ``data.image_size``."""
+"""Image transforms of the TLlib and official TransNorm protocols, scaled to any ``data.image_size``.
+
+Both references resize with ``ResizeImage``, a square PIL ``img.resize((s, s))`` whose default filter is bicubic; the
+crops after it are torchvision's (``RandomResizedCrop`` interpolates bilinearly). ``interpolation`` names the filter
+of the square resize, so that each protocol uses its reference's (``data.interpolation``).
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import InterpolationMode
+
+#: TLlib's ``--train-resizing`` choices, by their TLlib names (``data.train_resizing``)
+Resizing = Literal["default", "cen.crop", "ran.crop", "res."]
+Interpolation = Literal["bilinear", "bicubic"]
+INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
 def _resize_size(image_size: int) -> int:
@@ -13,22 +25,35 @@ def _resize_size(image_size: int) -> int:
     return round(image_size * 256 / 224)
 
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """TLlib's ``default`` training transform: square resize to 256, RandomResizedCrop 224 (scale 0.08-1),
-    horizontal flip, ImageNet normalisation."""
-    return T.Compose([
-        T.Resize((_resize_size(image_size),) * 2),
-        T.RandomResizedCrop(image_size),
-        T.RandomHorizontalFlip(),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+def square_resize(size: int, interpolation: Interpolation) -> T.Resize:
+    """TLlib's ``ResizeImage(size)``: a square resize that ignores the aspect ratio."""
+    return T.Resize((size, size), interpolation=INTERPOLATIONS[interpolation])
 
 
-def test_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
-    """Square resize to 256, centre crop 224 (single crop)."""
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], resizing: Resizing = "default",
+                    interpolation: Interpolation = "bilinear") -> T.Compose:
+    """TLlib's training transforms (``get_train_transform``), each followed by a horizontal flip and normalisation:
+
+    * ``default``: square resize to 256, ``RandomResizedCrop(224)`` (scale 0.08-1);
+    * ``cen.crop``: square resize to 256, centre crop 224 (TLlib's VisDA-2017 scripts);
+    * ``ran.crop``: square resize to 256, random crop 224;
+    * ``res.``: square resize to 224 only.
+    """
+    outer = square_resize(_resize_size(image_size), interpolation)
+    resizing_steps = {
+        "default": [outer, T.RandomResizedCrop(image_size)],
+        "cen.crop": [outer, T.CenterCrop(image_size)],
+        "ran.crop": [outer, T.RandomCrop(image_size)],
+        "res.": [square_resize(image_size, interpolation)],
+    }[resizing]
+    return T.Compose([*resizing_steps, T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def test_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
+                   interpolation: Interpolation = "bilinear") -> T.Compose:
+    """Square resize to 256, centre crop 224 (single crop; TLlib's ``default`` validation transform)."""
     return T.Compose([
-        T.Resize((_resize_size(image_size),) * 2),
+        square_resize(_resize_size(image_size), interpolation),
         T.CenterCrop(image_size),
         T.ToTensor(),
         T.Normalize(mean, std),
@@ -46,11 +71,13 @@ class StackCrops:
         return torch.stack([self.normalize(self.to_tensor(crop)) for crop in crops])
 
 
-def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
+                       interpolation: Interpolation = "bilinear") -> T.Compose:
     """The 10-crop test of the CDAN and TransNorm code: square resize to 256, then the four corner crops and the centre
     crop of 224, each also flipped horizontally (torchvision's ``TenCrop``; the official code places the corners one
     pixel in, at 31 rather than 32). The evaluation sums the softmaxes of the ten crops."""
-    return T.Compose([T.Resize((_resize_size(image_size),) * 2), T.TenCrop(image_size), StackCrops(mean, std)])
+    return T.Compose([square_resize(_resize_size(image_size), interpolation), T.TenCrop(image_size),
+                      StackCrops(mean, std)])
 
 
 class ConvertMode:
@@ -63,11 +90,24 @@ class ConvertMode:
         return image.convert(self.mode)
 
 
-def digits_transform(image_size: int, channels: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+def digits_transform(image_size: int, channels: int, mean: Sequence[float], std: Sequence[float],
+                     interpolation: Interpolation = "bilinear") -> T.Compose:
     """TLlib's ``res.`` transform for digits: resize only, grey or RGB, normalised with mean/std 0.5."""
     return T.Compose([
-        T.Resize((image_size, image_size)),
+        square_resize(image_size, interpolation),
         ConvertMode("L" if channels == 1 else "RGB"),
         T.ToTensor(),
         T.Normalize(mean, std),  # a single mean/std value applies to every channel
     ])
+
+
+def resize_like_pil(images: torch.Tensor, size: int, interpolation: Interpolation) -> torch.Tensor:
+    """A batch of uint8 images (N, C, H, W) resized to ``size`` x ``size`` as PIL's ``img.resize`` does, returned as
+    floats in [0, 1]: a horizontal then a vertical pass of the antialiased filter (torch's antialiased kernels are
+    PIL's), each rounded to 8 bits as PIL's passes are. Within 2 grey levels of PIL, almost always equal."""
+    x = images.float()
+    for shape in ((x.shape[-2], size), (size, size)):
+        if x.shape[-2:] != shape:
+            x = F.interpolate(x, size=shape, mode=interpolation, antialias=True, align_corners=False)
+            x = x.round_().clamp_(0, 255)
+    return x.div_(255.0)

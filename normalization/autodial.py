@@ -249,7 +249,7 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
     """One AutoDIAL layer for (N, C), (N, C, L) or (N, C, H, W) input."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, running_average: RunningAverage = "caffe",
-                 moving_average_fraction: float = 0.999, momentum: float = 0.1):
+                 moving_average_fraction: float = 0.999, momentum: float = 0.1, track_running_stats: bool = True):
         super().__init__()
         check_setting("running_average", running_average, RunningAverage)
         self.num_features = num_features
@@ -257,20 +257,24 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         self.running_average = running_average
         self.moving_average_fraction = moving_average_fraction
         self.momentum = momentum
+        self.track_running_stats = track_running_stats  # False: batch statistics in eval mode too, nothing kept
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.alpha = nn.Parameter(torch.tensor(1.0))
         self.alpha.no_weight_decay = True  # decay_mult 0 in the official prototxt
         for domain in ("source", "target"):
-            self.register_buffer(f"running_mean_{domain}", torch.zeros(num_features))
-            self.register_buffer(f"running_var_{domain}", torch.ones(num_features))
-            self.register_buffer(f"running_weight_{domain}", torch.tensor(0.0))  # Caffe's accumulated scale s
+            tracked = {"mean": torch.zeros(num_features), "var": torch.ones(num_features),
+                       "weight": torch.tensor(0.0)}  # weight: Caffe's accumulated scale s
+            for name, value in tracked.items():
+                self.register_buffer(f"running_{name}_{domain}", value if track_running_stats else None)
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, running_average={self.running_average}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and not self.track_running_stats:  # as the BatchNorm it replaces
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         if not self.training:
             return F.batch_norm(x, getattr(self, f"running_mean_{self.eval_domain}"),
                                 getattr(self, f"running_var_{self.eval_domain}"), self.weight, self.bias,
@@ -310,7 +314,9 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
     def _update(self, domains: tuple[str, ...], rows: tuple[torch.Tensor, ...]) -> None:
         """Average ``rows = (mean, unbiased variance)`` of each of ``domains`` into its running statistics: ``r <- r +
         factor (stat - r)`` with Caffe's ``factor = 1 / s``, ``s <- l s + 1`` (or BatchNorm's momentum). Called
-        without autograd."""
+        without autograd; nothing when the layer keeps no running statistics."""
+        if not self.track_running_stats:
+            return
         running = [self._buffers[name] for name in _RUNNING_STATISTICS[domains]]
         if rows[0].dtype != running[0].dtype:  # buffers of a model cast to half precision
             rows = [row.to(running[0].dtype) for row in rows]
@@ -348,7 +354,8 @@ class AutoDIAL(DomainAwareOption):
                                   momentum=momentum)
 
     def replace(self, bn: _BatchNorm) -> AutoDIALNorm:
-        layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, **self.layer_options))
+        layer = copy_affine(bn, AutoDIALNorm(bn.num_features, eps=bn.eps, track_running_stats=bn.track_running_stats,
+                                             **self.layer_options))
         copy_running_stats(bn, layer)
         if has_trained_statistics(bn):  # trained statistics count as one average; placeholders as none (Caffe's start)
             layer.running_weight_source.fill_(1.0)

@@ -15,7 +15,10 @@ Eval mode normalises every sample with the target running statistics (source wit
 
 Beyond the official code: the split may be unequal or single-domain (``normalization.domain_split``); a single-domain
 batch takes the absent domain's statistics for ``alpha`` from its running buffers, and leaves those buffers unchanged.
-The buffers have their own names, so a state dict saved from a TransNorm model loads back into one.
+The buffers have their own names, so a state dict saved from a TransNorm model loads back into one. A layer that
+replaces a BatchNorm with ``track_running_stats=False`` keeps no running statistics and, as that BatchNorm, normalises
+with the batch's own statistics in eval mode too; a batch of one domain then has no statistics of the other, and
+``alpha`` is 1 on every channel (its mean under Eq. 6).
 
 The ablations of the paper's Table 6 are options: ``alpha`` ``adaptive`` (Eq. 6), ``one`` (alpha fixed to 1, so
 ``y = 2 z``) or ``none`` (``y = z``: domain-specific statistics with a shared affine); ``distance`` between the domains'
@@ -81,7 +84,7 @@ class _TransNorm(DomainAwareNorm, nn.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  alpha: Alpha = "adaptive", distance: Distance = "normalized_mean",
-                 probability: Probability = "student_t"):
+                 probability: Probability = "student_t", track_running_stats: bool = True):
         super().__init__()
         for key, value, kind in (("alpha", alpha, Alpha), ("distance", distance, Distance),
                                  ("probability", probability, Probability)):
@@ -93,6 +96,7 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         self.alpha = alpha
         self.distance = distance
         self.probability = probability
+        self.track_running_stats = track_running_stats
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features))
             self.bias = nn.Parameter(torch.empty(num_features))
@@ -100,12 +104,15 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         for domain in ("source", "target"):
-            self.register_buffer(f"running_mean_{domain}", torch.zeros(num_features))
-            self.register_buffer(f"running_var_{domain}", torch.ones(num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+            self.register_buffer(f"running_mean_{domain}", torch.zeros(num_features) if track_running_stats else None)
+            self.register_buffer(f"running_var_{domain}", torch.ones(num_features) if track_running_stats else None)
+        self.register_buffer("num_batches_tracked",
+                             torch.tensor(0, dtype=torch.long) if track_running_stats else None)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
+        if not self.track_running_stats:
+            return
         for domain in ("source", "target"):
             getattr(self, f"running_mean_{domain}").zero_()
             getattr(self, f"running_var_{domain}").fill_(1.0)
@@ -133,24 +140,36 @@ class _TransNorm(DomainAwareNorm, nn.Module):
                              f"got {x.dim()}-D")
         if self.training:
             return self._train_forward(x)
-        scale = self._channel_scale(self.running_stats("source") + self.running_stats("target"))
-        weight, bias = self.weight, self.bias
-        if scale is not None:  # (1 + alpha) gamma and (1 + alpha) beta: one pass over x
-            weight = scale if weight is None else weight * scale
-            bias = None if bias is None else bias * scale
+        if not self.track_running_stats:  # as the BatchNorm it replaces: the batch's own statistics
+            weight, bias = self._scaled_affine(self._channel_scale(None, x))
+            return F.batch_norm(x, None, None, weight, bias, training=True, eps=self.eps)
+        weight, bias = self._scaled_affine(
+            self._channel_scale(self.running_stats("source") + self.running_stats("target"), x))
         return F.batch_norm(x, *self.running_stats(self.eval_domain), weight, bias, training=False, eps=self.eps)
 
-    def _channel_scale(self, statistics: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
-        """``1 + alpha`` (Eq. 7) from ``(mean_s, var_s, mean_t, var_t)``; 2 for ``alpha=one``; None for ``none``."""
+    def _scaled_affine(self, scale: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(1 + alpha) gamma and (1 + alpha) beta, so that eval mode makes one pass over x."""
+        weight, bias = self.weight, self.bias
+        if scale is not None:
+            weight = scale if weight is None else weight * scale
+            bias = None if bias is None else bias * scale
+        return weight, bias
+
+    def _channel_scale(self, statistics: tuple[torch.Tensor, ...] | None, x: torch.Tensor) -> torch.Tensor | None:
+        """``1 + alpha`` (Eq. 7) from ``(mean_s, var_s, mean_t, var_t)``; None for ``alpha=none``; 2 for
+        ``alpha=one``, and where one domain has no statistics at all (``statistics`` None: alpha's mean, 1)."""
         if self.alpha == "none":
             return None
-        if self.alpha == "one":
-            return statistics[0].new_full((self.num_features,), 2.0)
+        if self.alpha == "one" or statistics is None:
+            reference = statistics[0] if statistics is not None else (x if self.weight is None else self.weight)
+            return reference.new_full((self.num_features,), 2.0)
         with torch.no_grad():
             return 1.0 + transferability_alpha(*statistics, self.eps, self.distance, self.probability)
 
     def _update_factor(self) -> float:
         """The weight of the new batch in the running averages (BatchNorm's convention; None = cumulative)."""
+        if not self.track_running_stats:
+            return 0.0  # no running statistics to update
         self.num_batches_tracked.add_(1)
         if self.momentum is None:
             return 1.0 / float(self.num_batches_tracked)
@@ -165,11 +184,13 @@ class _TransNorm(DomainAwareNorm, nn.Module):
                 self._check_batch(x.shape, size, domain)
 
         def channel_scale(statistics: dict) -> torch.Tensor | None:
+            if len(statistics) < 2 and not self.track_running_stats:
+                return self._channel_scale(None, x)
             means_and_vars = []
             for domain in ("source", "target"):
                 mean, var = statistics[domain] if domain in statistics else self.running_stats(domain)
                 means_and_vars += [mean, var]
-            return self._channel_scale(tuple(means_and_vars))
+            return self._channel_scale(tuple(means_and_vars), x)
 
         affine = (self.weight, self.bias)
         return split_batch_norm(x, n_source, {"source": affine, "target": affine},
@@ -226,7 +247,7 @@ class TransNorm(DomainAwareOption):
 
     def replace(self, bn: _BatchNorm) -> _TransNorm:
         layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                                            **self.layer_options)
+                                            track_running_stats=bn.track_running_stats, **self.layer_options)
         copy_affine(bn, layer)
         copy_running_stats(bn, layer, ("source", "target"))
         return self.configure(layer)

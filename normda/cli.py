@@ -10,6 +10,8 @@ bad value stops before any job runs. What Hydra raises, and how it reads here:
   the node that lacks it): ``unknown key trainer.iteratons (did you mean trainer.iterations?)``, naming the option of
   a swept group that lacks it;
 * an argument that is not ``key=value`` (``OverrideParseException``);
+* a required value (``???``, as a preset's ``optim.optimizer.lr``) that the command left unset (OmegaConf's
+  ``MissingMandatoryValue``, raised when Hydra resolves the run folder's name): ``optim.optimizer.lr must be set``;
 * a run folder that cannot be created under ``trainer.output_dir`` (an ``OSError`` before the run starts).
 
 Errors the run itself raises are :class:`normda.errors.UserError`, already one line.
@@ -17,6 +19,7 @@ Errors the run itself raises are :class:`normda.errors.UserError`, already one l
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -24,7 +27,8 @@ from typing import Callable, NoReturn
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationToMissingValueError,
+                              MissingMandatoryValue)
 
 from normda.errors import UserError, one_line
 from normda.registry import closest, suggestion
@@ -68,6 +72,13 @@ def unreadable_argument(arguments: list[str], error: OverrideParseException) -> 
     return str(error).splitlines()[0]
 
 
+def unset_value(error: Exception) -> str:
+    """A ``???`` value that the run needs (a preset's required setting) and the command did not give."""
+    found = re.search(r"Missing mandatory value: ?([\w.]+)", str(error))
+    key = found.group(1) if found else getattr(error, "full_key", "?")
+    return f"{key} must be set: add {key}=<value> to the command"
+
+
 class Started:
     """Set once the task function runs: an ``OSError`` before that is Hydra failing to create the run folder."""
 
@@ -90,6 +101,8 @@ def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -
         if isinstance(error.__cause__, (ConfigKeyError, ConfigAttributeError)):
             fail(unknown_key(error.__cause__))
         fail(f"{str(error).splitlines()[0]} {str(error.__cause__ or '').splitlines()[0] if error.__cause__ else ''}")
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as error:
+        fail(unset_value(error))
     except OSError as error:
         if Started.value or not error.filename:
             raise

@@ -21,10 +21,10 @@ from normda.distributed import Distributed
 from normda.errors import ConfigError, OutOfMemory, UserError, one_line
 from normda.loggers import build_logger
 from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
-from normda.optim import build_optimizer
+from normda.optim import build_optimizer, check_targets
 from normda.run import RunFolder, config_id, recorded_config, run_name, table_labels
 from normda.registry import check_setting, check_settings, node_settings
-from normda.trainer import Trainer, TrainerConfig, TrainerSettings
+from normda.trainer import Trainer, TrainerConfig, TrainerSettings, training_length
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,13 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
 
 
 def check_config(cfg: DictConfig) -> None:
-    """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has), before
-    anything is built; each axis's own settings are checked by its registry when it is built."""
+    """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has, the
+    optimizer and schedule), before anything is built; each axis's own settings are checked by its registry when it
+    is built."""
     check_setting("seed", cfg.seed, int)
     check_settings(TrainerConfig, cfg.trainer, "trainer")
     datasets.check_common_settings(cfg.data)
+    check_targets(cfg.optim)
 
 
 def versions() -> dict[str, str]:
@@ -126,16 +128,18 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     model.to(device)
     method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device)
     norm.set_evaluation_statistics(model, trains_on_target=method.uses_target)
+    iterations, eval_every = training_length(cfg.trainer, len(task.source_train), cfg.data.batch_size,
+                                             distributed.world_size)
     lr_mult = cfg.optim.lr_mult
     optimizer, scheduler = build_optimizer(
         model.parameter_groups(lr_mult)
         + [{"name": "method", "params": list(method.parameters()), "lr_mult": lr_mult.method}],
-        cfg.optim,
+        cfg.optim, iterations,
     )
     if distributed.rank:  # the same initial weights (DDP also broadcasts them), other dropout masks
         torch.manual_seed(cfg.seed + 100_003 * distributed.rank)
     settings = TrainerSettings(
-        iterations=cfg.trainer.iterations, eval_every=cfg.trainer.eval_every, batch_size=cfg.data.batch_size,
+        iterations=iterations, eval_every=eval_every, batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
         progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
         acceleration=Acceleration.from_config(cfg.trainer, device), distributed=distributed,

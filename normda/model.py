@@ -8,7 +8,8 @@ The ``model`` config shapes it, so that each protocol can build the network of t
 * ``head_hidden``: ``null`` for a linear head, or the width of MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``.
 * ``bottleneck_weight_std``, ``bottleneck_bias``, ``head_weight_std``: ``null`` keeps PyTorch's initialisation; a
   number draws weights from N(0, std) (the official TransNorm code: 0.005 and 0.01; MDD: 0.005 with bias 0.1, 0.01),
-  head biases then start at 0. ``head_weight_std: 0`` is DAFT's zero-initialised head.
+  head biases then start at 0. ``head_weight_std: 0`` is DAFT's zero-initialised head; a multi-layer head keeps
+  PyTorch's random initialisation then (zero weights in every layer would give no gradient; DAFT, "Head layer").
 * ``bottleneck_gamma_init``: ``copy`` keeps what the normalization layer starts with; ``uniform`` draws the bottleneck
   normalization's gamma from U(0, 1), as the official TransNorm1d.
 """
@@ -67,11 +68,14 @@ class ImageClassifier(nn.Module):
 
 
 def mlp_head(in_features: int, num_classes: int, hidden: int | None, weight_std: float | None) -> nn.Module:
-    """A linear head, or (``hidden`` given) MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``."""
+    """A linear head, or (``hidden`` given) MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``. ``weight_std=0``
+    (DAFT's zero head) zeroes a linear head only; a multi-layer head keeps PyTorch's random initialisation."""
     if hidden is None:
         layers = [nn.Linear(in_features, num_classes)]
     else:
         layers = [nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes)]
+        if weight_std == 0:
+            weight_std = None
     for layer in layers:
         if isinstance(layer, nn.Linear):
             _init_linear(layer, weight_std, None)

@@ -37,7 +37,8 @@ class Cosine:
 def lr_schedule(kind: Literal["inverse_decay", "cosine"] = "inverse_decay", gamma: float = 0.001,
                 power: float = 0.75, total: int = 1) -> InverseDecay | Cosine:
     """The learning-rate factor of iteration i: ``kind`` ``inverse_decay`` (``gamma``, ``power``) or ``cosine``
-    (over ``total`` iterations). One factory, so that a config can switch the kind without leftover keys."""
+    (over ``total`` iterations: the run's length, which ``build_optimizer`` passes). One factory, so that a config can
+    switch the kind without leftover keys."""
     return InverseDecay(gamma, power) if kind == "inverse_decay" else Cosine(total)
 
 
@@ -52,7 +53,7 @@ def split_weight_decay(group: dict) -> list[dict]:
 
 def check_targets(cfg: Any) -> None:
     """The config may name an optimizer class of ``torch.optim`` and this module's schedule, nothing else: no other
-    callable is ever reached from a config value."""
+    callable is ever reached from a config value. And the base learning rate is a positive number."""
     target = str(cfg.optimizer.get("_target_"))
     module, _, name = target.rpartition(".")
     optimizer_class = getattr(torch.optim, name, None) if module == "torch.optim" else None
@@ -63,18 +64,20 @@ def check_targets(cfg: Any) -> None:
         raise ConfigError(f"optim.lr_schedule._target_={cfg.lr_schedule.get('_target_')} is not "
                           f"{__name__}.lr_schedule: choose the schedule with optim.lr_schedule.kind")
     check_settings(lr_schedule, node_settings(cfg.lr_schedule), "optim.lr_schedule")
+    base_lr = cfg.optimizer.lr
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
+        raise ConfigError(f"optim.optimizer.lr={base_lr}: give a positive learning rate, e.g. "
+                          f"optim.optimizer.lr=0.001")
 
 
-def build_optimizer(param_groups: list[dict], cfg: Any) -> tuple[Optimizer, LambdaLR]:
+def build_optimizer(param_groups: list[dict], cfg: Any, iterations: int) -> tuple[Optimizer, LambdaLR]:
     """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name`` and an
     ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial
-    rate."""
+    rate; a cosine schedule anneals over the run's ``iterations``."""
     check_targets(cfg)
     factory = instantiate(cfg.optimizer)
     base_lr = cfg.optimizer.lr
-    if not base_lr > 0:
-        raise ConfigError(f"optim.optimizer.lr={base_lr}: give a positive learning rate")
     groups = [{**split, "lr": base_lr * split["lr_mult"]} for group in param_groups for split in
               split_weight_decay(group)]
     optimizer = factory(groups)
-    return optimizer, LambdaLR(optimizer, instantiate(cfg.lr_schedule))
+    return optimizer, LambdaLR(optimizer, instantiate(cfg.lr_schedule, total=iterations))

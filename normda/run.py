@@ -20,17 +20,22 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normda.errors import ConfigError
+from normda.registry import check_setting
 
 IGNORED_FOR_IDENTITY = (
     "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
-    "data.root", "data.num_workers", "data.download",
+    "data.root", "data.num_workers", "data.download", "report",
 )
+#: what a table reports of a run (``report.metric``) and which evaluation it takes (``report.selection``); the
+#: selections are defined in ``normda.reporting.tables.SELECTIONS``
+Metric = Literal["target_accuracy", "target_accuracy_10crop", "target_mean_class_accuracy"]
+Selection = Literal["best", "last", "source_val", "dev"]
 
 
 def _drop(tree: dict, dotted: str) -> None:
@@ -70,7 +75,9 @@ def table_labels(cfg: DictConfig) -> dict[str, Any]:
     ``labels.json``: the preset, the protocol, the dataset, the backbone, the method (as its class names it in tables:
     ``cdan_e`` for CDAN with entropy conditioning), the normalization with the settings that differ from its own
     defaults (``transnorm[alpha=one]``; a setting another axis chose by interpolation, such as BGN's per-task G, is not
-    part of the label), the task (``A->W``) and the seed."""
+    part of the label), the variant (the values of the keys a preset sweeps besides those, ``experiment.vary``, and the
+    part of the source held out of training), the task (``A->W``) and the seed; and how its preset's table reports it
+    (``report.metric`` at the evaluation ``report.selection`` picks)."""
     from normda.dann_cdan import METHODS
     from normda.normalization import NORMALIZATIONS
     from normda.registry import changed_settings, node_settings
@@ -78,6 +85,8 @@ def table_labels(cfg: DictConfig) -> dict[str, Any]:
     chosen = node_settings(cfg.norm, "exclude", resolve=False)
     changed = changed_settings(NORMALIZATIONS.get(cfg.norm.name), chosen)
     norm_label = cfg.norm.name + (f"[{','.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
+    check_setting("report.metric", cfg.report.metric, Metric)
+    check_setting("report.selection", cfg.report.selection, Selection)
     return {
         "experiment": str(OmegaConf.select(cfg, "experiment.name", default="") or ""),
         "protocol": str(cfg.protocol),
@@ -85,9 +94,22 @@ def table_labels(cfg: DictConfig) -> dict[str, Any]:
         "backbone": cfg.backbone.get("model") or cfg.backbone.name,
         "method_label": METHODS.get(cfg.method.name).table_label(cfg.method.name, node_settings(cfg.method)),
         "norm_label": norm_label,
+        "variant": variant_label(cfg),
         "task_label": f"{cfg.data.source}->{cfg.data.target}",
         "seed": int(cfg.seed),
+        "metric": str(cfg.report.metric),
+        "selection": str(cfg.report.selection),
     }
+
+
+def variant_label(cfg: DictConfig) -> str:
+    """``lr=0.001, head_lr=1.0, source held out 0.1``: the keys the preset names in ``experiment.vary`` (by their last
+    part) and a held-out part of the source; "" for a run trained as its paper row."""
+    parts = [f"{key.rsplit('.', 1)[-1]}={OmegaConf.select(cfg, key)}"
+             for key in OmegaConf.select(cfg, "experiment.vary", default=None) or []]
+    if cfg.data.source_val_fraction:
+        parts.append(f"source held out {cfg.data.source_val_fraction:g}")
+    return ", ".join(parts)
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -107,9 +129,16 @@ def task_domain(task: str, index: int) -> str:
 
 def register_resolvers() -> None:
     """``${run_name:}`` in the config (Hydra's run and sweep folders) resolves to :func:`run_name` of the whole
-    config; ``${task_domain:A2W,0}`` to a task's source (0) or target (1)."""
+    config; ``${task_domain:A2W,0}`` to a task's source (0) or target (1); ``${ratio:a,b}`` to a / b (a learning
+    rate given absolutely, as a multiple of the base one: DAFT's head), null while either is null (a value the
+    command must give; the run's checks name it)."""
     OmegaConf.register_new_resolver("run_name", lambda *, _root_: run_name(_root_), replace=True)
     OmegaConf.register_new_resolver("task_domain", task_domain, replace=True)
+    OmegaConf.register_new_resolver("ratio", ratio, replace=True)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else float(numerator) / float(denominator)
 
 
 def atomic_write(path: Path, write) -> None:

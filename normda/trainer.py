@@ -46,6 +46,7 @@ class TrainerConfig:
 
     iterations: Annotated[int, AtLeast(1)]
     eval_every: Annotated[int, AtLeast(1)]
+    epochs: Annotated[int, AtLeast(1)] | None  # set: the run's length in passes over the source (see training_length)
     output_dir: str
     device: str  # auto | cpu | cuda | cuda:1 ...
     deterministic: bool
@@ -55,6 +56,16 @@ class TrainerConfig:
     amp_dtype: Literal["auto", "bfloat16", "float16"]
     channels_last: bool
     compile: bool
+
+
+def training_length(trainer: Any, source_size: int, batch_size: int, world_size: int = 1) -> tuple[int, int]:
+    """(iterations, eval_every) of a run: ``trainer.iterations`` and ``trainer.eval_every``, or, with
+    ``trainer.epochs`` set (DAFT's epoch-based length), that many epochs of ``source_size // (batch_size x
+    world_size)`` iterations (full batches, as the loaders drop the last one), evaluated after each epoch."""
+    if trainer.epochs is None:
+        return trainer.iterations, trainer.eval_every
+    epoch = max(source_size // (batch_size * world_size), 1)
+    return trainer.epochs * epoch, epoch
 
 
 @dataclass

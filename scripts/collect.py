@@ -4,29 +4,34 @@
     python scripts/collect.py outputs/experiments/transnorm_table1 --selection dev --metric target_accuracy_10crop
     python scripts/collect.py --wandb my-entity/normda --experiment transnorm_table1   # W&B instead (network)
 
-Rows are method / normalization, columns tasks and their average; each cell is the mean ± std over finished seeds,
-the number of seeds, and the paper's number with our difference. The checkpoint of each run is chosen here, not in
-training: ``last``, ``best`` (the papers' protocol: the best evaluation on the target test set, selecting with target
-labels), ``source_val`` (held-out source accuracy) or ``dev`` (Deep Embedded Validation). Failed and unfinished runs
-are listed under the table. Reads run folders only; W&B is optional.
+Rows are method / normalization (and the variant: a held-out part of the source, a preset's swept settings),
+columns tasks and their average; each cell is the mean ± std over finished seeds, the number of seeds, and the
+paper's number with our difference. The checkpoint of each run is chosen here, not in training: ``last``, ``best``
+(the papers' protocol: the best evaluation on the target test set, selecting with target labels), ``source_val``
+(held-out source accuracy) or ``dev`` (Deep Embedded Validation). By default the metric and the selection are those
+the runs' preset reports with (``report`` in the config, recorded in each run's labels.json: the 10-crop accuracy
+under protocol=transnorm, ...). Failed and unfinished runs are listed under the table. Reads run folders only; W&B is
+optional.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, runs_frame, wandb_runs, write_table
+from normda.run import Metric
+from normda.reporting.tables import (SELECTIONS, build_table, find_runs, read_paper, recorded_choice, runs_frame,
+                                     wandb_runs, write_table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="*", type=Path, help="run folders, or folders holding them")
-    parser.add_argument("--selection", choices=sorted(SELECTIONS), default="best")
-    parser.add_argument("--metric", default="target_accuracy",
-                        help="target_accuracy, target_accuracy_10crop or target_mean_class_accuracy")
+    parser.add_argument("--selection", choices=sorted(SELECTIONS), help="default: the one the runs recorded")
+    parser.add_argument("--metric", choices=get_args(Metric), help="default: the one the runs recorded")
     parser.add_argument("--experiment", help="the preset whose paper numbers to show (default: the runs' own)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B's public API instead")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "tables")
@@ -38,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no run folder (with a config.yaml) under {', '.join(map(str, args.folders)) or 'nothing'}",
               file=sys.stderr)
         return 2
-    frame = runs_frame(runs, args.selection, args.metric)
+    try:
+        selection = args.selection or recorded_choice(runs, "selection")
+        metric = args.metric or recorded_choice(runs, "metric")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    frame = runs_frame(runs, selection, metric)
     experiment = args.experiment or next((name for name in frame.experiment if name), "")
-    table = build_table(frame, read_paper(experiment), args.selection, args.metric)
-    name = args.name or f"{experiment or 'table'}-{args.selection}"
+    table = build_table(frame, read_paper(experiment), selection, metric)
+    name = args.name or f"{experiment or 'table'}-{selection}"
     paths = write_table(table, args.out, name)
     print(table.markdown())
     print("written: " + ", ".join(str(path) for path in paths))

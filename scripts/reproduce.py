@@ -10,7 +10,8 @@ The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, meth
 runs go to ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
 its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
 not stop the others: the table shows its gap and lists it with its reason. The tables (Markdown, LaTeX, CSV) are
-written to ``results/tables/<name>-<selection>.*`` for every selection rule; the one printed is ``--selection``.
+written to ``results/tables/<name>-<selection>.*`` for every selection rule, of the accuracy the preset's paper
+reports (``report.metric``); the one printed is ``--selection`` (default: the preset's ``report.selection``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, runs_frame, write_table
+from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, recorded_choice, runs_frame, write_table
 
 LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/launcher=slurm"]}
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time with --launcher joblib")
     parser.add_argument("--output-dir", type=Path, help="where the runs go (default outputs/experiments/<preset>)")
-    parser.add_argument("--selection", choices=sorted(SELECTIONS), default="best", help="the table printed")
+    parser.add_argument("--selection", choices=sorted(SELECTIONS), help="the table printed (default: the preset's)")
     parser.add_argument("--tables", type=Path, default=ROOT / "results" / "tables")
     parser.add_argument("--collect-only", action="store_true", help="build the tables from the runs there")
     args = parser.parse_intermixed_args(argv)  # options and overrides in any order
@@ -62,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} runs in {output}: " + ", ".join(f"{statuses.count(s)} {s}" for s in
                                                         ("done", "failed", "incomplete") if s in statuses))
     paper = read_paper(args.preset)
+    try:
+        metric, printed = recorded_choice(runs, "metric"), args.selection or recorded_choice(runs, "selection")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     for selection in SELECTIONS:
-        table = build_table(runs_frame(runs, selection), paper, selection, "target_accuracy")
+        table = build_table(runs_frame(runs, selection, metric), paper, selection, metric)
         paths = write_table(table, args.tables, f"{args.preset}-{selection}")
-        if selection == args.selection:
+        if selection == printed:
             print(table.markdown())
             print("written: " + ", ".join(str(path) for path in paths))
     return 0

@@ -162,3 +162,35 @@ def test_a_frozen_batchnorm_stays_frozen(norm):
     assert affine[0] and not any(p.requires_grad for p in affine[0])
     assert all(p.requires_grad for p in affine[1] + affine[2])
     assert [layer.training for layer in model] == [True, False, True]
+
+
+@pytest.mark.parametrize("norm,settings", [("transnorm", {"alpha": "none"}), ("autodial", {}), ("dsbn", {}),
+                                           ("adabn", {})])
+def test_a_batchnorm_without_running_statistics_keeps_using_batch_statistics(norm, settings):
+    """``track_running_stats=False``: the converted layer keeps no running statistics and, as the BatchNorm, evaluates
+    with the batch's own (TransNorm with alpha=none and AutoDIAL are then that BatchNorm in eval mode, after training
+    steps too)."""
+    bn = random_batchnorm(8, seed=4)
+    untracked = nn.BatchNorm2d(8, track_running_stats=False)
+    untracked.load_state_dict({"weight": bn.weight, "bias": bn.bias})
+    model = nn.Sequential(copy.deepcopy(untracked))
+    normalization.convert(model, norm, **settings)
+    assert not [name for name, _ in model.named_buffers() if "running" in name]
+    model.train()
+    with normalization.domain_split(model, 4, 4), torch.no_grad():
+        model(torch.randn(8, 8, 5, 5))
+    x = torch.randn(6, 8, 5, 5) * 3 + 2
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), untracked.eval()(x))
+
+
+def test_transnorm_without_running_statistics_scales_by_the_mean_alpha():
+    """With no statistics of the other domain, alpha is 1 on every channel (its mean under Eq. 6): y = 2 BN(x)."""
+    untracked = nn.BatchNorm2d(8, track_running_stats=False)
+    model = normalization.convert(nn.Sequential(copy.deepcopy(untracked)), "transnorm")
+    x = torch.randn(6, 8, 5, 5) * 3 + 2
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), 2 * untracked.eval()(x))
+        model.train()
+        with normalization.domain_split(model, 6, 0):  # one domain in training too
+            torch.testing.assert_close(model(x), 2 * untracked.train()(x))

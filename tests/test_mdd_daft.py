@@ -1,4 +1,4 @@
-"""MDD's objective and DAFT as a method, against independent computations; the classifier shapes they need."""
+"""MDD's objective, DAFT's conversion and recipe, against independent computations; the classifier shapes they need."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
+from conftest import compose_config
 from normda.experiment import build_model, train
 from normda.normalization.daft import DAFTConversion
 from normda.dann_cdan.mdd import MDD
@@ -16,6 +18,7 @@ from normda.model import ImageClassifier
 from normda.optim import Cosine, lr_schedule
 from normda.registry import check_settings
 from normda.run import RunFolder
+from normda.trainer import training_length
 from normda.errors import ConfigError
 
 
@@ -83,8 +86,8 @@ def test_daft_is_one_conversion_and_one_recipe_that_combine_with_any_method(make
     calls = []
     monkeypatch.setattr(DAFTConversion, "before_training",
                         lambda self, model, loaders, device: calls.append((self.stats_from, sorted(loaders))))
-    cfg = make_config("norm=daft", "norm.stats_from=both", "protocol=daft", "method=dann", "trainer.iterations=2",
-                      "trainer.eval_every=2")
+    cfg = make_config("norm=daft", "norm.stats_from=both", "protocol=daft", "method=dann", "trainer.epochs=null",
+                      "data.batch_size=8", "trainer.iterations=2", "trainer.eval_every=2")
     assert (cfg.norm.name, cfg.method.name, cfg.protocol) == ("daft", "dann", "daft")
     train(cfg, tmp_path / "run")
     assert calls == [("both", ["source", "target"])]
@@ -93,18 +96,43 @@ def test_daft_is_one_conversion_and_one_recipe_that_combine_with_any_method(make
 
 
 def test_daft_recipe_linear_zero_head_own_head_rate_and_cosine(make_config, tmp_path):
-    cfg = make_config("norm=daft", "protocol=daft", "method=source_only", "trainer.iterations=4",
-                      "trainer.eval_every=2")
+    """The paper's numbers: a zero linear head on the features at its own absolute rate eta_w (1.0) beside eta_theta,
+    SGD with momentum 0.9 and no weight decay, cosine annealing, batch 64, 50 epochs, source-validation stopping."""
+    cfg = make_config("norm=daft", "protocol=daft", "method=source_only", "optim.optimizer.lr=0.003",
+                      "data.batch_size=8", "data.samples_per_domain=40", "trainer.epochs=2")
     model, _ = build_model(cfg, num_classes=4)
     assert isinstance(model.bottleneck, nn.Identity)  # the head sits directly on the pretrained features
     assert torch.all(model.head.weight == 0) and torch.all(model.head.bias == 0)
-    assert cfg.optim.lr_mult.head == 10.0 * cfg.optim.lr_mult.backbone
     assert cfg.optim.lr_schedule.kind == "cosine" and cfg.optim.optimizer.weight_decay == 0.0
     assert not cfg.optim.optimizer.nesterov and cfg.optim.optimizer.momentum == 0.9
+    defaults = compose_config(["protocol=daft"])
+    assert (defaults.data.batch_size, defaults.trainer.epochs, defaults.optim.head_lr) == (64, 50, 1.0)
+    assert (defaults.data.source_val_fraction, defaults.report.selection) == (0.1, "source_val")
     train(cfg, tmp_path / "run")
-    first, last = RunFolder(tmp_path / "run").read_metrics()
-    assert first["lr/head"] == pytest.approx(10 * first["lr/backbone"])
-    assert last["lr/head"] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at the last iteration
+    metrics = RunFolder(tmp_path / "run").read_metrics()
+    # 40 source images, 4 held out: 36 // 8 = 4 iterations per epoch, one evaluation after each of the 2 epochs
+    assert [m["step"] for m in metrics] == [4, 8]
+    first, last = metrics
+    assert first["lr/backbone"] == pytest.approx(0.003 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert first["lr/head"] == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))  # eta_w, not 10 eta_theta
+    assert last["lr/head"] == pytest.approx(0.0, abs=1e-12)  # the cosine reaches 0 at the run's last iteration
+
+
+def test_daft_multi_layer_head_keeps_random_initialisation():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
+    backbone.out_features = 8
+    linear = ImageClassifier(backbone, 5, bottleneck_dim=None, head_weight_std=0.0)
+    layered = ImageClassifier(backbone, 5, bottleneck_dim=None, head_hidden=16, head_weight_std=0.0)
+    assert torch.all(linear.head.weight == 0)
+    assert all(layer.weight.abs().sum() > 0 for layer in layered.head if isinstance(layer, nn.Linear))
+
+
+def test_training_length_in_epochs():
+    by_iterations = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": None})
+    assert training_length(by_iterations, 1000, 32) == (100, 10)
+    by_epochs = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": 3})
+    assert training_length(by_epochs, 1000, 32) == (3 * 31, 31)  # 1000 // 32 full batches per epoch
+    assert training_length(by_epochs, 1000, 32, world_size=2) == (3 * 15, 15)
 
 
 def test_schedules():

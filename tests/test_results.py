@@ -11,12 +11,12 @@ from itertools import product
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, compose_config, load_script
+from conftest import ROOT, compose_config, load_script
 from normda.reporting.analysis import a_distance, ideal_joint_error
 from normda.experiment import train
-from normda.reporting.tables import SELECTIONS, Run, find_runs, read_paper, runs_frame, wandb_runs
+from normda.reporting.tables import (SELECTIONS, Run, build_table, find_runs, read_paper, recorded_choice, runs_frame,
+                                     wandb_runs)
 from normda.run import table_labels
 from normda.validation import deep_embedded_validation, density_ratios, dev_risk
 
@@ -28,7 +28,7 @@ def test_golden_table(tmp_path):
     assert (tmp_path / "golden.md").read_text() == (GOLDEN / "golden_table.md").read_text()
     assert "\\begin{tabular}" in (tmp_path / "golden.tex").read_text()
     tidy = (tmp_path / "golden.csv").read_text().splitlines()
-    assert tidy[0] == "method_label,norm_label,task_label,mean,std,seeds,paper,difference"
+    assert tidy[0] == "method_label,norm_label,variant,task_label,mean,std,seeds,paper,difference"
 
 
 @pytest.mark.parametrize("selection,expected", [("last", [82.0, 85.0]), ("best", [84.0, 85.0]),
@@ -43,7 +43,8 @@ def test_selection_rules_on_hand_made_metrics(selection, expected):
 
 def test_selection_without_a_signal_is_a_gap():
     run = Run("r", {}, [{"step": 1, "target_accuracy": 50.0}], "done")
-    assert SELECTIONS["dev"][1](run.metrics) is None and SELECTIONS["best"][1](run.metrics)["step"] == 1
+    assert SELECTIONS["dev"][1](run.metrics, "target_accuracy") is None
+    assert SELECTIONS["best"][1](run.metrics, "target_accuracy")["step"] == 1
 
 
 def test_table_labels_are_decided_at_training_time():
@@ -52,7 +53,8 @@ def test_table_labels_are_decided_at_training_time():
                                           "norm.test_stats=target", "protocol=transnorm"]))
     assert labels == {"experiment": "", "protocol": "transnorm", "dataset": "office31", "backbone": "convnext_tiny",
                       "method_label": "cdan_e", "norm_label": "transnorm[alpha=one,test_stats=target]",
-                      "task_label": "A->W", "seed": 3}
+                      "variant": "", "task_label": "A->W", "seed": 3, "metric": "target_accuracy_10crop",
+                      "selection": "best"}
     # BGN's G comes from the task (Table 7's per-task value): the row stays "bgn" for every task; a G one chose is shown
     bgn = [table_labels(compose_config(["data=office31", f"data.source={s}", f"data.target={t}", "norm=bgn", *extra]))
            for s, t, extra in (("A", "W", []), ("D", "A", []), ("A", "W", ["norm.groups=16"]))]
@@ -127,14 +129,15 @@ def test_runs_record_source_validation_and_dev(make_config, tmp_path):
 
 # -- presets -----------------------------------------------------------------------------------------------------------
 
-JOBS = {"transnorm_table1": 108, "transnorm_table2": 108, "transnorm_table3": 216, "transnorm_table4_mdd": 36,
-        "transnorm_table4_inception": 72, "transnorm_table4_digits": 12, "transnorm_table4_visda": 12,
-        "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162, "bgn_table7": 90, "smoke": 8}
+JOBS = {"transnorm_table1": 108, "transnorm_table1_heldout": 108, "transnorm_table2": 108, "transnorm_table3": 216,
+        "transnorm_table4_mdd": 36, "transnorm_table4_inception": 72, "transnorm_table4_digits": 12,
+        "transnorm_table4_visda": 12, "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162,
+        "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8}
 
 
 @pytest.mark.parametrize("preset", sorted(JOBS))
 def test_preset_composes_expands_and_covers_the_papers_rows(preset):
-    params = OmegaConf.load(CONF / "experiment" / f"{preset}.yaml").hydra.sweeper.params
+    params = compose_config([f"experiment={preset}"], hydra_node=True).hydra.sweeper.params
     values = {key: str(value).split(",") for key, value in params.items()}
     assert math.prod(len(v) for v in values.values()) == JOBS[preset]
     groups = [key for key in values if key in ("method", "norm", "+transnorm_ablation")]
@@ -197,3 +200,78 @@ def test_plots_render_from_a_tiny_run(make_config, tmp_path):
         out = tmp_path / f"{figure}.png"
         assert plots.main([figure, str(tmp_path / "run"), "--out", str(out), "--limit", "32"]) == 0
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+# -- what each preset's table holds (issue 16: whole source, the paper's accuracy) -----------------------------------
+
+#: the accuracy each preset's paper reports: the official TransNorm code's 10-crop test (its VisDA numbers are overall
+#: accuracies too: the code computes no class average), the single centre crop of TLlib's recipe elsewhere
+REPORTED = {"transnorm_table1": "target_accuracy_10crop", "transnorm_table2": "target_accuracy_10crop",
+            "transnorm_table3": "target_accuracy_10crop", "transnorm_table4_inception": "target_accuracy_10crop",
+            "transnorm_table4_visda": "target_accuracy_10crop", "transnorm_table5": "target_accuracy_10crop",
+            "transnorm_table6": "target_accuracy_10crop", "transnorm_table4_mdd": "target_accuracy",
+            "transnorm_table4_digits": "target_accuracy", "bgn_table7": "target_accuracy",
+            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy"}
+
+
+@pytest.mark.parametrize("preset", sorted(REPORTED))
+def test_paper_presets_train_on_the_whole_source_and_report_the_papers_accuracy(preset):
+    labels = table_labels(compose_config([f"experiment={preset}"]))
+    assert compose_config([f"experiment={preset}"]).data.source_val_fraction == 0.0
+    assert (labels["variant"], labels["metric"], labels["selection"]) == ("", REPORTED[preset], "best")
+
+
+def test_held_out_and_daft_presets_say_so_in_their_rows():
+    heldout = table_labels(compose_config(["experiment=transnorm_table1_heldout"]))
+    assert heldout["variant"] == "source held out 0.1" and heldout["selection"] == "source_val"
+    assert heldout["metric"] == "target_accuracy_10crop" and heldout["experiment"] == "transnorm_table1_heldout"
+    daft = table_labels(compose_config(["experiment=daft_sweep_features", "optim.optimizer.lr=0.0003"]))
+    assert daft["variant"] == "lr=0.0003, head_lr=1.0, source held out 0.1" and daft["selection"] == "source_val"
+
+
+def test_best_selects_by_the_reported_metric():
+    records = [{"step": 1, "target_accuracy": 80.0, "target_accuracy_10crop": 83.0},
+               {"step": 2, "target_accuracy": 81.0, "target_accuracy_10crop": 82.0}]
+    run = Run("r", {"method_label": "dann", "norm_label": "bn", "variant": "", "task_label": "A->W", "seed": 0},
+              records, "done")
+    assert runs_frame([run], "best", "target_accuracy").accuracy.item() == 81.0
+    assert runs_frame([run], "best", "target_accuracy_10crop").accuracy.item() == 83.0  # step 1, not step 2's 82
+
+
+def test_runs_trained_differently_never_share_a_cell():
+    def run(variant: str, seed: int, accuracy: float) -> Run:
+        labels = {"method_label": "cdan_e", "norm_label": "transnorm", "variant": variant, "task_label": "A->W",
+                  "seed": seed, "metric": "target_accuracy", "selection": "best"}
+        return Run(f"{variant}{seed}", labels, [{"step": 1, "target_accuracy": accuracy}], "done")
+
+    runs = [run("", 0, 90.0), run("", 1, 92.0), run("source held out 0.1", 0, 80.0)]
+    paper = read_paper("transnorm_table1")
+    table = build_table(runs_frame(runs, "best"), paper, "best", "target_accuracy")
+    whole = table.cell_text(("cdan_e", "transnorm", ""), "A->W")
+    held = table.cell_text(("cdan_e", "transnorm", "source held out 0.1"), "A->W")
+    assert whole.startswith("91.0 ± 1.4 (n=2) [paper 95.7") and held == "80.0 (n=1)"
+    assert "cdan_e / transnorm (source held out 0.1)" in table.markdown()
+
+
+def test_collect_uses_the_recorded_metric_and_refuses_to_mix(tmp_path):
+    labels = {"experiment": "", "method_label": "dann", "norm_label": "bn", "variant": "", "task_label": "A->W",
+              "seed": 0, "selection": "best"}
+    ten_crop = Run("a", {**labels, "metric": "target_accuracy_10crop"}, [], "done")
+    single = Run("b", {**labels, "metric": "target_accuracy"}, [], "done")
+    assert recorded_choice([ten_crop], "metric") == "target_accuracy_10crop"
+    with pytest.raises(ValueError, match="different metrics .* choose one with --metric"):
+        recorded_choice([ten_crop, single], "metric")
+    for name, metric in (("ten_crop", "target_accuracy_10crop"), ("single", "target_accuracy")):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("seed: 0\n")
+        (folder / "labels.json").write_text(json.dumps({**labels, "metric": metric}))
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "target_accuracy": 70.0,
+                                                          "target_accuracy_10crop": 72.0}) + "\n")
+        (folder / "done").write_text("")
+    collect = load_script("collect")
+    assert collect.main([str(tmp_path / "runs" / "ten_crop"), "--out", str(tmp_path), "--name", "t"]) == 0
+    assert "72.0 (n=1)" in (tmp_path / "t.md").read_text()
+    assert collect.main([str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]) == 2
+    assert collect.main([str(tmp_path / "runs"), "--metric", "target_accuracy", "--out", str(tmp_path), "--name",
+                         "t"]) == 0

@@ -158,7 +158,7 @@ def test_autodial_alpha_trains_without_weight_decay(make_config, tmp_path):
 
     cfg = make_config("norm=autodial")
     model, _ = build_model(cfg, num_classes=4)
-    optimizer, _ = build_optimizer(model.parameter_groups(cfg.optim.lr_mult), cfg.optim)
+    optimizer, _ = build_optimizer(model.parameter_groups(cfg.optim.lr_mult), cfg.optim, cfg.trainer.iterations)
     alphas = {id(m.alpha) for m in model.modules() if isinstance(m, normalization.autodial.AutoDIALNorm)}
     assert len(alphas) == 5  # DTN's three convolution BatchNorms and its fc's, and the bottleneck's
     for group in optimizer.param_groups:

@@ -19,6 +19,8 @@ PAPER_TABLES = Path(__file__).resolve().parents[2] / "results" / "paper" / "pape
 #: what a table needs of a run that recorded no labels (a folder written before labels.json existed)
 UNLABELLED = {"experiment": "", "protocol": "", "dataset": "", "backbone": "", "method_label": "?", "norm_label": "?",
               "task_label": "?", "seed": -1}
+#: labels that runs recorded before they were labels: a run that lacks one was trained the way its value says
+EARLIER_DEFAULTS = {"variant": "", "metric": "target_accuracy", "selection": "best"}
 
 
 def _pick(records: list[dict], key: str, better: Callable[[float, float], bool]) -> dict | None:
@@ -29,15 +31,16 @@ def _pick(records: list[dict], key: str, better: Callable[[float, float], bool])
     return chosen
 
 
-#: selection rule -> (description, function from a run's metrics lines to the chosen line)
-SELECTIONS: dict[str, tuple[str, Callable[[list[dict]], dict | None]]] = {
-    "last": ("the last evaluation", lambda records: records[-1] if records else None),
+#: selection rule -> (description, function from a run's metrics lines and the reported metric to the chosen line);
+#: the names are those of ``normda.run.Selection``, which a run's ``report.selection`` is checked against
+SELECTIONS: dict[str, tuple[str, Callable[[list[dict], str], dict | None]]] = {
+    "last": ("the last evaluation", lambda records, metric: records[-1] if records else None),
     "best": ("the best of all evaluations on the target test set: the papers' protocol, which selects with the "
-             "target labels", lambda records: _pick(records, "target_accuracy", lambda new, old: new > old)),
+             "target labels", lambda records, metric: _pick(records, metric, lambda new, old: new > old)),
     "source_val": ("the evaluation with the best accuracy on held-out source data (no target labels)",
-                   lambda records: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
+                   lambda records, metric: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
     "dev": ("the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target "
-            "labels)", lambda records: _pick(records, "dev_risk", lambda new, old: new < old)),
+            "labels)", lambda records, metric: _pick(records, "dev_risk", lambda new, old: new < old)),
 }
 
 
@@ -58,15 +61,15 @@ def load_run(path: Path) -> Run:
     metrics = folder.read_metrics()
     labels = folder.read_labels()
     if labels is None:
-        return Run(path.name, UNLABELLED, metrics, "unlabelled", "no labels.json (a run folder from before normda "
-                   "recorded its labels): train it again to tabulate it")
+        return Run(path.name, {**UNLABELLED, **EARLIER_DEFAULTS}, metrics, "unlabelled", "no labels.json (a run "
+                   "folder from before normda recorded its labels): train it again to tabulate it")
     if folder.done:
         status, reason = "done", ""
     elif folder.failure.exists():
         status, reason = "failed", folder.failure.read_text().strip()
     else:
         status, reason = "incomplete", "no done marker: still running, or stopped without recording why"
-    return Run(path.name, labels, metrics, status, reason)
+    return Run(path.name, {**EARLIER_DEFAULTS, **labels}, metrics, status, reason)
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
@@ -76,13 +79,24 @@ def find_runs(paths: Iterable[Path]) -> list[Run]:
     return [load_run(folder) for folder in folders]
 
 
+def recorded_choice(runs: list[Run], label: str) -> str:
+    """The ``metric`` or ``selection`` the runs' presets report with (``report`` in the config, kept in labels.json);
+    an error when the runs disagree, so that one table never mixes two."""
+    values = sorted({run.labels.get(label, EARLIER_DEFAULTS[label]) for run in runs if run.status != "unlabelled"})
+    if len(values) > 1:
+        raise ValueError(f"these runs were trained to be reported with different {label}s ({', '.join(values)}): "
+                         f"choose one with --{label}, or collect them apart")
+    return values[0] if values else EARLIER_DEFAULTS[label]
+
+
 def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy") -> pd.DataFrame:
     """One line per run: its labels, status, and ``metric`` at the checkpoint ``selection`` picks (NaN when the
-    run has no such checkpoint: not finished, or no source validation set for ``source_val``/``dev``)."""
+    run has no such checkpoint: not finished, or no source validation set for ``source_val``/``dev``); ``best``
+    selects by ``metric`` itself, as the papers' code keeps the maximum of the accuracy it reports."""
     describe, choose = SELECTIONS[selection]
     rows = []
     for run in runs:
-        chosen = choose(run.metrics) if run.status == "done" else None
+        chosen = choose(run.metrics, metric) if run.status == "done" else None
         value = chosen.get(metric, np.nan) if chosen else np.nan
         rows.append({**run.labels, "run": run.name, "status": run.status, "reason": run.reason,
                      "step": chosen["step"] if chosen else np.nan, "accuracy": value})
@@ -90,27 +104,41 @@ def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_a
 
 
 def read_paper(experiment: str, path: Path = PAPER_TABLES) -> pd.DataFrame:
-    """The papers' numbers for a preset: columns method_label, norm_label, task_label, accuracy."""
+    """The papers' numbers for a preset: columns method_label, norm_label, variant (always "": a paper's row trains on
+    the whole source with the paper's settings), task_label, accuracy."""
+    columns = ["method_label", "norm_label", "variant", "task_label", "accuracy"]
     if not experiment or not path.exists():
-        return pd.DataFrame(columns=["method_label", "norm_label", "task_label", "accuracy"])
+        return pd.DataFrame(columns=columns)
     table = pd.read_csv(path, dtype={"table": str}, keep_default_na=False)
-    return table[table["experiment"] == experiment][["method_label", "norm_label", "task_label", "accuracy"]]
+    return table[table["experiment"] == experiment].assign(variant="")[columns]
+
+
+#: what makes a table row: the method, the normalization and the variant (a preset's own swept settings, a held-out
+#: part of the source), so that runs trained differently never share a cell
+ROW_KEYS = ["method_label", "norm_label", "variant"]
+
+
+def row_text(row: tuple[str, str, str]) -> str:
+    method, norm, variant = row
+    return f"{method} / {norm}" + (f" ({variant})" if variant else "")
 
 
 @dataclass
 class Table:
     """Per row and task: our mean, std and number of finished seeds, the paper's number and the difference."""
 
-    cells: pd.DataFrame  # tidy: method_label, norm_label, task_label, mean, std, seeds, paper, difference
-    rows: list[tuple[str, str]]
+    cells: pd.DataFrame  # tidy: method_label, norm_label, variant, task_label, mean, std, seeds, paper, difference
+    rows: list[tuple[str, str, str]]
     tasks: list[str]
     problems: pd.DataFrame  # runs that are failed or incomplete
     selection: str
     metric: str
 
-    def cell_text(self, row: tuple[str, str], task: str) -> str:
-        found = self.cells[(self.cells.method_label == row[0]) & (self.cells.norm_label == row[1])
-                           & (self.cells.task_label == task)]
+    def cell_text(self, row: tuple[str, str, str], task: str) -> str:
+        match = (self.cells.task_label == task)
+        for key, value in zip(ROW_KEYS, row):
+            match &= self.cells[key] == value
+        found = self.cells[match]
         if found.empty:
             return ""
         cell = found.iloc[0]
@@ -128,8 +156,8 @@ class Table:
 
     def frame(self) -> pd.DataFrame:
         """The table as text cells: one line per method/norm row, one column per task and Avg."""
-        return pd.DataFrame([[f"{method} / {norm}"] + [self.cell_text((method, norm), task) for task in self.tasks]
-                             for method, norm in self.rows], columns=["method / norm"] + self.tasks)
+        return pd.DataFrame([[row_text(row)] + [self.cell_text(row, task) for task in self.tasks]
+                             for row in self.rows], columns=["method / norm"] + self.tasks)
 
     def caption(self) -> str:
         return (f"{self.metric} (%), checkpoint: {SELECTIONS[self.selection][0]}. Cells: mean ± std over finished "
@@ -139,8 +167,8 @@ class Table:
         lines = [self.frame().to_markdown(index=False), "", self.caption()]
         if not self.problems.empty:
             lines += ["", "Runs missing from the table:"]
-            lines += [f"- {p.method_label} / {p.norm_label} / {p.task_label} / seed {p.seed}: {p.status} "
-                      f"({p.reason}) [{p.run}]" for p in self.problems.itertuples()]
+            lines += [f"- {row_text((p.method_label, p.norm_label, p.variant))} / {p.task_label} / seed {p.seed}: "
+                      f"{p.status} ({p.reason}) [{p.run}]" for p in self.problems.itertuples()]
         return "\n".join(lines) + "\n"
 
     def latex(self) -> str:
@@ -149,19 +177,19 @@ class Table:
 
 def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric: str) -> Table:
     finished = frame[frame.status == "done"]
-    keys = ["method_label", "norm_label", "task_label"]
+    keys = [*ROW_KEYS, "task_label"]
     stats = (finished.groupby(keys)["accuracy"].agg(mean="mean", std="std", seeds="count").reset_index()
              if not finished.empty else pd.DataFrame(columns=keys + ["mean", "std", "seeds"]))
     tasks = list(dict.fromkeys([*(t for t in paper.task_label if t != "avg"), *sorted(frame.task_label.unique())]))
-    rows = list(dict.fromkeys([*zip(paper.method_label, paper.norm_label),
-                               *sorted(zip(frame.method_label, frame.norm_label))]))
-    grid = pd.DataFrame([(m, n, t) for m, n in rows for t in tasks], columns=keys).merge(stats, on=keys, how="left")
+    rows = list(dict.fromkeys([*paper[ROW_KEYS].itertuples(index=False, name=None),
+                               *sorted(frame[ROW_KEYS].itertuples(index=False, name=None))]))
+    grid = pd.DataFrame([(*row, t) for row in rows for t in tasks], columns=keys).merge(stats, on=keys, how="left")
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     averages = []
-    for method, norm in rows:
-        ours = grid[(grid.method_label == method) & (grid.norm_label == norm)]
+    for row in rows:
+        ours = grid[(grid[ROW_KEYS] == pd.Series(row, index=ROW_KEYS)).all(axis=1)]
         complete = (ours.seeds > 0).all()
-        averages.append({"method_label": method, "norm_label": norm, "task_label": "Avg",
+        averages.append({**dict(zip(ROW_KEYS, row)), "task_label": "Avg",
                          "mean": ours["mean"].mean() if complete else np.nan, "std": np.nan,
                          "seeds": int(ours.seeds.min()) if complete else 0})
     grid = pd.concat([grid, pd.DataFrame(averages)], ignore_index=True)
@@ -197,6 +225,6 @@ def wandb_runs(path: str, api: Any = None) -> list[Run]:
                    for row in remote.scan_history() if row.get("target_accuracy") is not None]
         status = "done" if remote.state == "finished" else ("failed" if remote.state in ("failed", "crashed")
                                                             else "incomplete")
-        labels = dict(remote.config).get("labels") or UNLABELLED
+        labels = {**EARLIER_DEFAULTS, **(dict(remote.config).get("labels") or UNLABELLED)}
         runs.append(Run(remote.name, labels, metrics, status, f"W&B state {remote.state}" if status != "done" else ""))
     return runs
