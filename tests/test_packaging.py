@@ -49,6 +49,7 @@ def hugging_face_installed() -> bool:
         return False
 
 
+@pytest.mark.slow  # 16 s: it imports Hugging Face's datasets in fresh interpreters
 @pytest.mark.skipif(not hugging_face_installed(),
                     reason="Hugging Face's datasets is not installed (pip install -e '.[dev]' installs it)")
 def test_beside_hugging_face_datasets(tmp_path):

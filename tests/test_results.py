@@ -275,3 +275,24 @@ def test_collect_uses_the_recorded_metric_and_refuses_to_mix(tmp_path):
     assert collect.main([str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]) == 2
     assert collect.main([str(tmp_path / "runs"), "--metric", "target_accuracy", "--out", str(tmp_path), "--name",
                          "t"]) == 0
+
+
+#: what ``python train.py experiment=<preset> --cfg job`` must show: the reference's batch per domain, length,
+#: evaluation interval and resize filter (TLlib's scripts for the tllib presets, the official code's README otherwise)
+REFERENCE_VALUES = {
+    "transnorm_table1": (36, 100_000, 500), "transnorm_table2": (36, 100_000, 500),
+    "transnorm_table3": (36, 100_000, 2000), "transnorm_table4_inception": (36, 100_000, 500),
+    "transnorm_table4_visda": (36, 100_000, 5000), "transnorm_table5": (36, 100_000, 500),
+    "transnorm_table6": (36, 100_000, 500), "transnorm_table4_mdd": (32, 20_000, 1000),
+    "transnorm_table4_digits": (128, 50_000, 2500), "bgn_table7": (32, 20_000, 1000),
+    "weightalign_table6": (32, 2_500, 500),  # TLlib's ERM: 5 epochs of 500 iterations
+}
+
+
+@pytest.mark.parametrize("preset", sorted(REFERENCE_VALUES))
+def test_preset_composes_to_its_references_values(preset):
+    cfg = compose_config([f"experiment={preset}"])
+    assert (cfg.data.batch_size, cfg.trainer.iterations, cfg.trainer.eval_every) == REFERENCE_VALUES[preset]
+    assert cfg.data.interpolation == "bicubic" and cfg.trainer.epochs is None
+    if preset == "transnorm_table4_digits":
+        assert cfg.data.svhn_subset == "balanced" and cfg.data.source == "S"
