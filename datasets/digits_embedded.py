@@ -3,8 +3,8 @@
 
 Per domain: 3,000 class-balanced training images; the test sets are 2,000 MNIST test images and the complete USPS test
 set (2,007). Images stay uint8 at their native size; each batch is resized to ``data.image_size`` with
-``data.interpolation`` as PIL resizes (``transforms.resize_like_pil``), given ``data.channels`` equal channels and normalised with ``data.mean``/``data.std``, like the
-TLlib ``res.`` transform, when the loader fetches it.
+``data.interpolation`` as PIL resizes (``transforms.resize_like_pil``), given ``data.channels`` equal channels and
+normalised with ``data.mean``/``data.std``, like the TLlib ``res.`` transform, when the loader fetches it.
 """
 from __future__ import annotations
 

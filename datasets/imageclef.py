@@ -7,7 +7,7 @@ order below); the lists of the CDAN/TransNorm code (``c_list.txt``...) work as t
 """
 from __future__ import annotations
 
-from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
 
 CLASSES = ["aeroplane", "bike", "bird", "boat", "bottle", "bus", "car", "dog", "horse", "monitor", "motorbike",

@@ -8,7 +8,7 @@ Layout under ``data.root`` (TLlib's, and the lists of the CDAN/TransNorm code)::
 from __future__ import annotations
 
 from normda.datasets.download import Archive
-from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
 
 CLASSES = [

@@ -6,7 +6,7 @@ of the square resize, so that each protocol uses its reference's (``data.interpo
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ from torchvision.transforms import InterpolationMode
 #: TLlib's ``--train-resizing`` choices, by their TLlib names (``data.train_resizing``)
 Resizing = Literal["default", "cen.crop", "ran.crop", "res."]
 Interpolation = Literal["bilinear", "bicubic"]
+#: how images of files are prepared (``data.transform``): ``imagenet`` (resize, crop, ImageNet statistics) for the
+#: ImageNet-style backbones, ``digits`` (TLlib's ``res.``: a resize to the backbone's size only) for LeNet and DTN
+Style = Literal["imagenet", "digits"]
 INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
@@ -78,6 +81,31 @@ def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[flo
     pixel in, at 31 rather than 32). The evaluation sums the softmaxes of the ten crops."""
     return T.Compose([square_resize(_resize_size(image_size), interpolation), T.TenCrop(image_size),
                       StackCrops(mean, std)])
+
+
+def check_image_settings(cfg: Any) -> None:
+    """``data.transform``, ``data.train_resizing`` and ``data.interpolation`` against their choices: what a dataset of
+    image files checks before it reads a file."""
+    from normda.registry import check_setting
+
+    check_setting("data.transform", cfg.get("transform", "imagenet"), Style)
+    check_setting("data.train_resizing", cfg.get("train_resizing", "default"), Resizing)
+    check_setting("data.interpolation", cfg.interpolation, Interpolation)
+
+
+def image_transforms(cfg: Any) -> tuple[T.Compose, T.Compose, T.Compose | None]:
+    """(training, test, ten-crop test or None) transforms for images of files, from the ``data`` config (checked by
+    :func:`check_image_settings`): ``data.transform`` (``imagenet`` when absent: the benchmarks),
+    ``data.train_resizing``, ``data.interpolation``, ``data.image_size``, ``data.mean``/``data.std`` and
+    ``data.channels`` (1: grey, else RGB)."""
+    if cfg.get("transform", "imagenet") == "digits":
+        digits = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std, cfg.interpolation)
+        return digits, digits, None
+    mode = ConvertMode("L" if cfg.channels == 1 else "RGB")
+    return (T.Compose([mode, train_transform(cfg.image_size, cfg.mean, cfg.std, cfg.get("train_resizing", "default"),
+                                             cfg.interpolation)]),
+            T.Compose([mode, test_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]),
+            T.Compose([mode, ten_crop_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]))
 
 
 class ConvertMode:

@@ -7,7 +7,7 @@ Layout under ``data.root``: ``train/<class>/*.png``, ``validation/<class>/*.jpg`
 from __future__ import annotations
 
 from normda.datasets.download import Archive
-from normda.datasets.imagelist import ImageListBenchmark
+from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
 
 CLASSES = ["aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person", "plant", "skateboard",

@@ -10,8 +10,9 @@ bad value stops before any job runs. What Hydra raises, and how it reads here:
   the node that lacks it): ``unknown key trainer.iteratons (did you mean trainer.iterations?)``, naming the option of
   a swept group that lacks it;
 * an argument that is not ``key=value`` (``OverrideParseException``);
-* a required value (``???``, as a preset's ``optim.optimizer.lr``) that the command left unset (OmegaConf's
-  ``MissingMandatoryValue``, raised when Hydra resolves the run folder's name): ``optim.optimizer.lr must be set``;
+* a required value (``???``: ``data.source`` of ``data=folders``) that the command left unset (OmegaConf's
+  ``MissingMandatoryValue``, also inside an interpolation, raised when Hydra resolves the run folder's name):
+  ``data.source must be set``;
 * a run folder that cannot be created under ``trainer.output_dir`` (an ``OSError`` before the run starts).
 
 Errors the run itself raises are :class:`normda.errors.UserError`, already one line.
@@ -27,7 +28,7 @@ from typing import Callable, NoReturn
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
-from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationToMissingValueError,
+from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
                               MissingMandatoryValue)
 
 from normda.errors import UserError, one_line
@@ -101,7 +102,13 @@ def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -
         if isinstance(error.__cause__, (ConfigKeyError, ConfigAttributeError)):
             fail(unknown_key(error.__cause__))
         fail(f"{str(error).splitlines()[0]} {str(error.__cause__ or '').splitlines()[0] if error.__cause__ else ''}")
-    except (MissingMandatoryValue, InterpolationToMissingValueError) as error:
+    except MissingMandatoryValue as error:
+        fail(unset_value(error))
+    except InterpolationResolutionError as error:  # raised while Hydra resolves the run folder's name
+        if isinstance(error.__cause__, UserError):
+            fail(one_line(error.__cause__))
+        if "Missing mandatory value" not in str(error):
+            raise
         fail(unset_value(error))
     except OSError as error:
         if Started.value or not error.filename:

@@ -8,7 +8,7 @@ saves a checkpoint; a run restarted with the same command resumes from that chec
 
 The hot path never waits for the device: losses are summed on the device and read once per evaluation, which is
 also when the progress bar shows them. ``trainer.amp``, ``trainer.channels_last`` and ``trainer.compile`` switch on
-autocast, channels-last memory and ``torch.compile`` (``dann_cdan/acceleration.py``).
+autocast, channels-last memory and ``torch.compile`` (``normda/acceleration.py``).
 """
 from __future__ import annotations
 

@@ -23,7 +23,10 @@ GROUPS = sorted(path.name for path in CONF.iterdir()
                 if path.is_dir() and path.name not in ("local", "hydra", *SPECIALIZATIONS))
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 #: options that need a value no default can give
-REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"]}
+#: what an option needs from the command (its ``???`` values)
+CUSTOM = ["data.root=/data/mine", "data.source=photos", "data.target=sketches"]
+REQUIRED = {("backbone", "timm"): ["backbone.model=resnet18"], ("data", "folders"): CUSTOM,
+            ("data", "image_list"): [*CUSTOM, "data.classes=[cat,dog]"]}
 
 
 def test_every_group_is_present():
@@ -64,7 +67,8 @@ def combinations() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("protocol,method,data", combinations(), ids="-".join)
 def test_protocols_methods_and_datasets_compose(protocol, method, data):
-    cfg = compose_config([f"protocol={protocol}", f"method={method}", f"data={data}"])
+    cfg = compose_config([f"protocol={protocol}", f"method={method}", f"data={data}",
+                          *REQUIRED.get(("data", data), [])])
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert (resolved["protocol"], resolved["method"]["name"], resolved["data"]["name"]) == (
         protocol, method.replace("cdan_e", "cdan"), data)

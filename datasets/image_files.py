@@ -25,9 +25,8 @@ from torchvision.datasets.folder import default_loader
 
 from normda.datasets.download import Archive, fetch
 from normda.datasets.base import DomainAdaptationTask, check_domains, hold_out
-from normda.datasets.transforms import Resizing, ten_crop_transform, test_transform, train_transform
+from normda.datasets.transforms import check_image_settings, image_transforms
 from normda.errors import ConfigError, DataNotFoundError
-from normda.registry import check_setting
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,26 @@ class ImageList(Dataset):
         return image, label
 
 
+def image_task(cfg: Any, source: list[Sample], target: list[Sample], target_test: list[Sample], classes: list[str],
+               names: tuple[str, str], notes: dict) -> DomainAdaptationTask:
+    """The task of image files: the source (less the ``data.source_val_fraction`` held out, with the test transform),
+    the target to adapt to, and the target test images (also as ten crops where the transforms crop), transformed as
+    ``data`` says (``transforms.image_transforms``)."""
+    train, test, ten_crop = image_transforms(cfg)
+    kept, held = hold_out(len(source), cfg.get("source_val_fraction") or 0.0, seed=0)
+    return DomainAdaptationTask(
+        source_train=ImageList([source[i] for i in kept], train),
+        source_val=ImageList([source[i] for i in held], test) if held else None,
+        target_train=ImageList(target, train),
+        target_test=ImageList(target_test, test),
+        classes=list(classes),
+        source=names[0],
+        target=names[1],
+        notes=notes,
+        target_test_ten_crop=ImageList(target_test, ten_crop) if ten_crop else None,
+    )
+
+
 @dataclass(frozen=True)
 class ImageListBenchmark:
     """What defines an image-list benchmark; ``build(cfg)`` makes its task from the ``data`` config."""
@@ -120,7 +139,7 @@ class ImageListBenchmark:
 
     def build(self, cfg: Any) -> DomainAdaptationTask:
         source, target = check_domains(cfg, self.domains)
-        check_setting("data.train_resizing", cfg.train_resizing, Resizing)
+        check_image_settings(cfg)
         root = Path(cfg.root).expanduser()
         if cfg.download:
             if not self.archives and not all((root / self.lists[d]).is_file() for d in (source, target)):
@@ -131,21 +150,8 @@ class ImageListBenchmark:
         samples, bad = {}, {}
         for letter in (source, target):
             samples[letter], bad[self.domains[letter]] = self._domain_samples(root, letter, cfg)
-        train = train_transform(cfg.image_size, cfg.mean, cfg.std, cfg.train_resizing, cfg.interpolation)
-        test = test_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)
-        ten_crop = ten_crop_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)
-        kept, held = hold_out(len(samples[source]), cfg.get("source_val_fraction") or 0.0, seed=0)
-        return DomainAdaptationTask(
-            source_train=ImageList([samples[source][i] for i in kept], train),
-            source_val=ImageList([samples[source][i] for i in held], test) if held else None,
-            target_train=ImageList(samples[target], train),
-            target_test=ImageList(samples[target], test),
-            classes=self.classes,
-            source=self.domains[source],
-            target=self.domains[target],
-            notes={"images_left_out": bad},
-            target_test_ten_crop=ImageList(samples[target], ten_crop),
-        )
+        return image_task(cfg, samples[source], samples[target], samples[target], self.classes,
+                          (self.domains[source], self.domains[target]), {"images_left_out": bad})
 
     def list_file(self, root: Path, letter: str, cfg: Any) -> Path:
         own = (cfg.get("list_files") or {}).get(letter)
