@@ -3,7 +3,8 @@
 Under ``data.root`` the files sit where torchvision puts them: ``MNIST/raw/*-ubyte``, ``usps.bz2`` and ``usps.t.bz2``,
 ``train_32x32.mat`` and ``test_32x32.mat``. ``data.download=true`` fetches what is missing (md5-checked).
 The target's training split is the unlabelled target data; its test split is the one accuracy is reported on.
-torchvision md5-checks what it downloads; split sizes other than the standard ones are reported as a warning.
+torchvision md5-checks what it downloads; split sizes other than the standard ones are reported as a warning. The
+images are kept in memory as uint8 and transformed a batch at a time (``digit_arrays.py``), as PIL would.
 MNIST-M is not offered: torchvision has no loader for it and its usual sources are not stable downloads.
 
 SVHN's training split is imbalanced (from 4,659 nines to 13,861 ones). TLlib trains S->M on a class-balanced list
@@ -18,11 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
 from torchvision import datasets as tv
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
-from normda.datasets.transforms import digits_transform
+from normda.datasets.digit_arrays import DigitArrays
 from normda.errors import DataNotFoundError
 from normda.registry import check_setting
 
@@ -34,14 +34,16 @@ SIZES = {"M": (60_000, 10_000), "U": (7_291, 2_007), "S": (73_257, 26_032)}  # (
 log = logging.getLogger(__name__)
 
 
-def load_split(letter: str, root: Path, train: bool, transform, download: bool) -> Dataset:
-    """One torchvision digits split; a missing or undownloadable dataset is a one-line :class:`DataNotFoundError`."""
+def load_split(letter: str, root: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One torchvision digits split as (uint8 images (N, H, W) or (N, 3, H, W), labels); a missing or undownloadable
+    dataset is a one-line :class:`DataNotFoundError`."""
     try:
         if letter == "S":
-            dataset = tv.SVHN(str(root), split="train" if train else "test", transform=transform, download=download)
+            dataset = tv.SVHN(str(root), split="train" if train else "test", download=download)
+            images, labels = dataset.data, dataset.labels
         else:
-            dataset_class = tv.MNIST if letter == "M" else tv.USPS
-            dataset = dataset_class(str(root), train=train, transform=transform, download=download)
+            dataset = (tv.MNIST if letter == "M" else tv.USPS)(str(root), train=train, download=download)
+            images, labels = dataset.data, dataset.targets
     except (RuntimeError, OSError) as error:
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         action = "the download failed" if download else "pass data.download=true to download it"
@@ -53,7 +55,7 @@ def load_split(letter: str, root: Path, train: bool, transform, download: bool) 
     if len(dataset) != expected:
         log.warning("%s's %s split in %s has %d images where the standard one has %d", DOMAINS[letter].upper(),
                     "train" if train else "test", root, len(dataset), expected)
-    return dataset
+    return np.asarray(images), np.asarray(labels)
 
 
 def class_balanced(labels: np.ndarray, seed: int = 0) -> list[int]:
@@ -69,15 +71,15 @@ def class_balanced(labels: np.ndarray, seed: int = 0) -> list[int]:
 def digits(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     root = Path(cfg.root).expanduser()
-    transform = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std, cfg.interpolation)
     check_setting("data.svhn_subset", cfg.svhn_subset, Literal["full", "balanced"])
-    source_train = load_split(source, root, True, transform, cfg.download)
+    images, labels = load_split(source, root, True, cfg.download)
     if source == "S" and cfg.svhn_subset == "balanced":
-        source_train = Subset(source_train, class_balanced(np.asarray(source_train.labels)))
+        kept = class_balanced(labels)
+        images, labels = images[kept], labels[kept]
     return DomainAdaptationTask(
-        source_train=source_train,
-        target_train=load_split(target, root, True, transform, cfg.download),
-        target_test=load_split(target, root, False, transform, cfg.download),
+        source_train=DigitArrays(images, labels, cfg),
+        target_train=DigitArrays(*load_split(target, root, True, cfg.download), cfg),
+        target_test=DigitArrays(*load_split(target, root, False, cfg.download), cfg),
         classes=CLASSES,
         source=DOMAINS[source],
         target=DOMAINS[target],

@@ -212,6 +212,7 @@ def test_corrupt_image_is_named_or_left_out_and_counted(make_config, tmp_path):
     assert kept.notes["images_left_out"]["webcam"] == {"missing": 0, "unreadable": 1}
 
 
+@pytest.mark.slow  # 12 s: a program with a loader worker
 def test_corrupt_image_in_a_worker_is_one_line_on_the_command_line(tmp_path):
     make_layout(tmp_path / "office31", OFFICE31)
     (tmp_path / "office31/webcam/images/bike/1.jpg").write_bytes(b"not a jpeg")

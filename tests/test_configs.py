@@ -114,16 +114,6 @@ def test_default_command_trains_and_prints_target_accuracy(tmp_path):
     assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
 
 
-def test_multirun_writes_one_folder_per_job(tmp_path):
-    result = run_in_process("-m", "logger=none", "data=synthetic", "norm=bn,transnorm", "method=dann,cdan",
-                     "trainer.progress=false", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    runs = sorted(p for p in (tmp_path / "outputs").iterdir() if p.is_dir())
-    assert len(runs) == 4 and all((run / "done").exists() for run in runs)
-    assert {run.name.split("-")[2:4].__repr__() for run in runs} == {
-        repr([m, n]) for m in ("dann", "cdan") for n in ("bn", "transnorm")}
-
-
 def test_the_schemas_mirror_the_config_nodes_they_check():
     """The trainer node and TrainerConfig, and every data config and the keys every dataset must have, list the same
     keys: the schema is the one statement of each key's type."""

@@ -24,9 +24,10 @@ from normda.experiment import train
 from normda.dann_cdan import build as build_method
 from normda.errors import ConfigError
 from normda.datasets.digits import class_balanced
-from normda.datasets.digits_embedded import EmbeddedDigits, load_arrays
+from normda.datasets.digit_arrays import DigitArrays
+from normda.datasets.digits_embedded import load_arrays
 from normda.datasets.transforms import test_transform as centre_crop_transform
-from normda.datasets.transforms import train_transform
+from normda.datasets.transforms import digits_transform, train_transform
 from test_data import make_office31, write_mnist
 
 
@@ -272,7 +273,7 @@ def test_embedded_digits_resize_as_pil(make_config):
     images = torch.from_numpy(load_arrays()["usps_train_x"][:20])
     for interpolation, pil_filter, unequal in (("bicubic", Image.BICUBIC, 0.005), ("bilinear", Image.BILINEAR, 0.15)):
         cfg = make_config("data=digits_embedded", f"data.interpolation={interpolation}").data
-        batch = EmbeddedDigits(images.numpy(), np.zeros(20, dtype=np.int64), cfg).transform(images.unsqueeze(1))
+        batch = DigitArrays(images.numpy(), np.zeros(20, dtype=np.int64), cfg).transform(images.unsqueeze(1))
         pil = torch.stack([TF.to_tensor(Image.fromarray(image.numpy()).resize((32, 32), pil_filter))
                            for image in images])
         difference = (batch[:, :1] * 0.5 + 0.5 - pil).abs() * 255
@@ -283,19 +284,38 @@ def test_class_balanced_svhn(make_config, tmp_path, monkeypatch):
     """TLlib's S->M trains on a class-balanced SVHN: every class cut to the smallest, the same images every time."""
     scipy_io = pytest.importorskip("scipy.io")
     labels = np.repeat(np.arange(1, 11), [9, 5, 7, 6, 8, 6, 7, 5, 6, 12])  # SVHN's labels: 10 is the digit 0
-    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": np.zeros((32, 32, 3, len(labels)), dtype=np.uint8),
-                                                    "y": labels[:, None]})
+    images = np.random.default_rng(0).integers(0, 256, (32, 32, 3, len(labels)), dtype=np.uint8)
+    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": images, "y": labels[:, None]})
     monkeypatch.setattr(tv.SVHN, "_check_integrity", lambda self: True)  # not the real file's md5
     write_mnist(tmp_path, np.zeros((64, 28, 28), dtype=np.uint8), np.arange(64) % 10, "train")
     write_mnist(tmp_path, np.zeros((10, 28, 28), dtype=np.uint8), np.arange(10), "t10k")
     build = lambda *extra: datasets.build(make_config("data=digits", f"data.root={tmp_path}", "data.source=S",  # noqa
-                                                      "data.target=M", "data.download=false", *extra).data)
+                                                      "data.target=M", "data.download=false", "backbone=dtn",
+                                                      *extra).data)
     full = build("data.svhn_subset=full")
     balanced = build("data.svhn_subset=balanced")
     assert len(full.source_train) == 71 and len(balanced.source_train) == 50
-    kept = [int(balanced.source_train[i][1]) for i in range(50)]
-    assert np.bincount(kept).tolist() == [5] * 10
-    assert balanced.source_train.indices == build("data.svhn_subset=balanced").source_train.indices
-    assert class_balanced(labels % 10) == balanced.source_train.indices
+    assert np.bincount(balanced.source_train.labels.numpy()).tolist() == [5] * 10
+    kept = class_balanced(labels % 10)
+    assert torch.equal(balanced.source_train.images, torch.from_numpy(images.transpose(3, 2, 0, 1)[kept]))
+    assert torch.equal(build("data.svhn_subset=balanced").source_train.images, balanced.source_train.images)
     assert compose_config(["protocol=tllib", "data=digits"]).data.svhn_subset == "balanced"
     assert compose_config(["protocol=transnorm", "data=digits"]).data.svhn_subset == "full"
+
+
+@pytest.mark.parametrize("shape,size,channels", [((28, 28), 28, 1), ((28, 28), 32, 3), ((16, 16), 28, 1),
+                                                 ((3, 32, 32), 32, 3), ((3, 32, 32), 28, 1)])
+def test_digits_in_memory_are_tllibs_res_transform_as_pil(make_config, shape, size, channels):
+    """data=digits keeps uint8 arrays and transforms batches; each image equals TLlib's per-image PIL path (resize,
+    convert, normalise) within 2 grey levels, exactly where no resize is needed."""
+    images = np.random.default_rng(1).integers(0, 256, (12, *shape), dtype=np.uint8)
+    cfg = make_config("data=digits", f"data.image_size={size}", f"data.channels={channels}",
+                      f"data.mean={[0.5] * channels}", f"data.std={[0.5] * channels}").data
+    arrays = DigitArrays(images, np.arange(12), cfg)
+    batch = torch.stack([image for image, _ in arrays.__getitems__(list(range(12)))])
+    pil = digits_transform(size, channels, cfg.mean, cfg.std, "bicubic")
+    expected = torch.stack([pil(Image.fromarray(image if len(shape) == 2 else image.transpose(1, 2, 0)))
+                            for image in images])
+    assert batch.shape == expected.shape == (12, channels, size, size)
+    levels = (batch - expected).abs().max().item() * 0.5 * 255  # std 0.5: one grey level is 2/255
+    assert levels < (1e-3 if shape[-1] == size else 2.01)
