@@ -132,7 +132,7 @@ def test_runs_record_source_validation_and_dev(make_config, tmp_path):
 JOBS = {"transnorm_table1": 108, "transnorm_table1_heldout": 108, "transnorm_table2": 108, "transnorm_table3": 216,
         "transnorm_table4_mdd": 36, "transnorm_table4_inception": 72, "transnorm_table4_digits": 12,
         "transnorm_table4_visda": 12, "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162,
-        "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8}
+        "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8, "cpu_digits": 36}
 
 
 @pytest.mark.parametrize("preset", sorted(JOBS))
@@ -211,7 +211,7 @@ REPORTED = {"transnorm_table1": "target_accuracy_10crop", "transnorm_table2": "t
             "transnorm_table4_visda": "target_accuracy_10crop", "transnorm_table5": "target_accuracy_10crop",
             "transnorm_table6": "target_accuracy_10crop", "transnorm_table4_mdd": "target_accuracy",
             "transnorm_table4_digits": "target_accuracy", "bgn_table7": "target_accuracy",
-            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy"}
+            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy", "cpu_digits": "target_accuracy"}
 
 
 def test_held_out_and_daft_presets_say_so_in_their_rows():
@@ -279,7 +279,7 @@ REFERENCE_VALUES = {
     "transnorm_table6": (36, 100_000, 500), "transnorm_table4_mdd": (32, 20_000, 1000),
     "transnorm_table4_digits": (128, 50_000, 2500), "bgn_table7": (32, 20_000, 1000),
     "weightalign_table6": (32, 2_500, 500),  # TLlib's ERM: 5 epochs of 500 iterations
-    "smoke": (32, 60, 30),
+    "smoke": (32, 60, 30), "cpu_digits": (128, 2000, 250),
 }
 
 
