@@ -14,6 +14,8 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from normda.registry import check_setting
+
 #: TLlib's ``--train-resizing`` choices, by their TLlib names (``data.train_resizing``)
 Resizing = Literal["default", "cen.crop", "ran.crop", "res."]
 Interpolation = Literal["bilinear", "bicubic"]
@@ -84,28 +86,24 @@ def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[flo
 
 
 def check_image_settings(cfg: Any) -> None:
-    """``data.transform``, ``data.train_resizing`` and ``data.interpolation`` against their choices: what a dataset of
-    image files checks before it reads a file."""
-    from normda.registry import check_setting
-
-    check_setting("data.transform", cfg.get("transform", "imagenet"), Style)
-    check_setting("data.train_resizing", cfg.get("train_resizing", "default"), Resizing)
-    check_setting("data.interpolation", cfg.interpolation, Interpolation)
+    """``data.transform`` and ``data.train_resizing`` against their choices: what a dataset of image files checks
+    before it reads a file (``data.interpolation`` is a setting of every dataset: ``base.COMMON_SETTINGS``)."""
+    check_setting("data.transform", cfg.transform, Style)
+    check_setting("data.train_resizing", cfg.train_resizing, Resizing)
 
 
 def image_transforms(cfg: Any) -> tuple[T.Compose, T.Compose, T.Compose | None]:
-    """(training, test, ten-crop test or None) transforms for images of files, from the ``data`` config (checked by
-    :func:`check_image_settings`): ``data.transform`` (``imagenet`` when absent: the benchmarks),
-    ``data.train_resizing``, ``data.interpolation``, ``data.image_size``, ``data.mean``/``data.std`` and
-    ``data.channels`` (1: grey, else RGB)."""
-    if cfg.get("transform", "imagenet") == "digits":
+    """(training, test, ten-crop test or None) transforms for images of files, which the loader opens as RGB, from
+    the ``data`` config (checked by :func:`check_image_settings`): ``data.transform``, ``data.train_resizing``,
+    ``data.interpolation``, ``data.image_size``, ``data.mean``/``data.std`` and ``data.channels`` (1: made grey)."""
+    if cfg.transform == "digits":
         digits = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std, cfg.interpolation)
         return digits, digits, None
-    mode = ConvertMode("L" if cfg.channels == 1 else "RGB")
-    return (T.Compose([mode, train_transform(cfg.image_size, cfg.mean, cfg.std, cfg.get("train_resizing", "default"),
-                                             cfg.interpolation)]),
-            T.Compose([mode, test_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]),
-            T.Compose([mode, ten_crop_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]))
+    grey = [ConvertMode("L")] if cfg.channels == 1 else []
+    return (T.Compose([*grey, train_transform(cfg.image_size, cfg.mean, cfg.std, cfg.train_resizing,
+                                              cfg.interpolation)]),
+            T.Compose([*grey, test_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]),
+            T.Compose([*grey, ten_crop_transform(cfg.image_size, cfg.mean, cfg.std, cfg.interpolation)]))
 
 
 class ConvertMode:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from hydra.utils import instantiate
@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from normda.errors import ConfigError
-from normda.registry import check_settings, node_settings
+from normda.registry import AtLeast, check_setting, check_settings, node_settings
 
 
 class InverseDecay:
@@ -53,7 +53,8 @@ def split_weight_decay(group: dict) -> list[dict]:
 
 def check_targets(cfg: Any) -> None:
     """The config may name an optimizer class of ``torch.optim`` and this module's schedule, nothing else: no other
-    callable is ever reached from a config value. And the base learning rate is a positive number."""
+    callable is ever reached from a config value. And the base learning rate is a positive number, each part's
+    multiple of it at least 0."""
     target = str(cfg.optimizer.get("_target_"))
     module, _, name = target.rpartition(".")
     optimizer_class = getattr(torch.optim, name, None) if module == "torch.optim" else None
@@ -68,6 +69,8 @@ def check_targets(cfg: Any) -> None:
     if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
         raise ConfigError(f"optim.optimizer.lr={base_lr}: give a positive learning rate, e.g. "
                           f"optim.optimizer.lr=0.001")
+    for part, multiple in cfg.lr_mult.items():  # DAFT's head: optim.head_lr / optim.optimizer.lr
+        check_setting(f"optim.lr_mult.{part}", multiple, Annotated[float, AtLeast(0)])
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any, iterations: int) -> tuple[Optimizer, LambdaLR]:

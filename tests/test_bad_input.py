@@ -37,6 +37,8 @@ CATALOGUE = [
      "optim.optimizer.lr must be set: add optim.optimizer.lr=<value>"),
     ("DAFT's head sweep without the feature rate step 1 chose", ["experiment=daft_sweep_head", "hydra.mode=RUN"],
      "optim.optimizer.lr=None: give a positive learning rate"),
+    ("a negative head rate under DAFT", ["protocol=daft", "optim.head_lr=-1"],
+     "optim.lr_mult.head=-1000.0: give a value of at least 0"),
     ("unknown resize filter", ["data.interpolation=nearest"],
      "data.interpolation='nearest': give one of bilinear, bicubic"),
     ("unknown TLlib resizing", ["data=office31", "data.root=/nonexistent", "data.train_resizing=centre"],

@@ -70,7 +70,7 @@ def test_folders_as_the_backbone_expects_them(make_config, folders_root):
     imagenet = datasets.build(folders_config(make_config, folders_root, "backbone=efficientnet_lite0").data)
     assert tuple(imagenet.source_train[0][0].shape) == (3, 224, 224)
     assert tuple(imagenet.target_test_ten_crop[0][0].shape) == (10, 3, 224, 224)
-    assert imagenet.source_train.transform.transforms[1].transforms[-1].mean == [0.485, 0.456, 0.406]
+    assert imagenet.source_train.transform.transforms[-1].transforms[-1].mean == [0.485, 0.456, 0.406]
 
 
 def test_folders_trains_end_to_end_with_the_names_as_given(make_config, folders_root, tmp_path):
