@@ -1,14 +1,16 @@
 """The TransNorm paper's analysis figures, as PNG, from run folders.
 
-    python scripts/plots.py convergence RUN [RUN ...] --out results/figures/convergence.png   # Figure 5a
-    python scripts/plots.py tsne RUN --out results/figures/tsne.png                          # Figure 4
-    python scripts/plots.py adistance RUN [RUN ...] --out results/figures/adistance.png      # Figure 5c
-    python scripts/plots.py alpha RUN --out results/figures/alpha.png                        # Figure 3
+    python scripts/plots.py convergence RUNS [RUNS ...] --out results/figures/convergence.png  # Figure 5a
+    python scripts/plots.py tsne RUN [RUN ...] --out results/figures/tsne.png                 # Figure 4
+    python scripts/plots.py adistance RUN [RUN ...] --out results/figures/adistance.png       # Figure 5c
+    python scripts/plots.py alpha RUN --out results/figures/alpha.png                         # Figure 3
 
-``convergence`` draws target accuracy against iterations (e.g. a BN run and a TransNorm run of one task);
-``tsne`` embeds the bottleneck features of source and target samples, coloured by domain; ``adistance`` compares the
-A-distance and the ideal joint hypothesis' error lambda of runs; ``alpha`` shows the per-channel alpha of every
-TransNorm layer, sorted. Runs are folders train.py wrote (with a checkpoint, except for ``convergence``).
+``convergence`` draws the reported accuracy against iterations for every run at or below RUNS (a preset's output
+folder draws all its runs): one panel per task and method, one colour per normalization, one line per seed;
+``tsne`` embeds the bottleneck features of source and target samples, coloured by domain, one panel per run (a BN run
+beside a TransNorm run); ``adistance`` compares the A-distance and the ideal joint hypothesis' error lambda of runs;
+``alpha`` shows the distribution over channels of alpha in every TransNorm layer, in network order. Runs are folders
+train.py wrote (with a checkpoint, except for ``convergence``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from normda.reporting.analysis import (
     load_trained,
     transnorm_alphas,
 )
-from normda.reporting.tables import load_run
+from normda.reporting.tables import find_runs, load_run
 
 
 def label(run_dir: Path) -> str:
@@ -40,28 +42,53 @@ def label(run_dir: Path) -> str:
     return f"{labels['method_label']} / {labels['norm_label']} ({labels['task_label']}, seed {labels['seed']})"
 
 
-def convergence(runs: list[Path], out: Path) -> None:
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        metrics = load_run(run).metrics
-        axis.plot([m["step"] for m in metrics], [m["target_accuracy"] for m in metrics], marker="o", label=label(run))
-    axis.set(xlabel="iteration", ylabel="target accuracy (%)", title="Convergence")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    save(figure, out)
+def convergence(paths: list[Path], out: Path) -> None:
+    runs = [run for run in find_runs(paths) if run.metrics]
+    if not runs:
+        raise SystemExit(f"error: no run with evaluations at or below {', '.join(map(str, paths))}")
+    panels = sorted({(run.labels["task_label"], run.labels["method_label"]) for run in runs})
+    norms = sorted({run.labels["norm_label"] for run in runs})
+    colours = dict(zip(norms, plt.get_cmap("tab10").colors))
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False, sharey=True)
+    for axis, (task, method) in zip(axes.flat, panels):
+        for run in runs:
+            if (run.labels["task_label"], run.labels["method_label"]) != (task, method):
+                continue
+            metric = run.labels["metric"]
+            norm = run.labels["norm_label"]
+            points = [(m["step"], m[metric]) for m in run.metrics if metric in m]
+            axis.plot(*zip(*points), color=colours[norm], lw=1, alpha=0.8)
+        axis.set_title(f"{task}, {method}", fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    for axis in axes[:, 0]:
+        axis.set_ylabel(f"{runs[0].labels['metric']} (%)", fontsize=8)
+    for axis in axes[-1]:
+        axis.set_xlabel("iteration", fontsize=8)
+    handles = [matplotlib.lines.Line2D([], [], color=colours[norm], label=norm) for norm in norms]
+    figure.legend(handles=handles, loc="upper center", ncol=len(norms), fontsize=8, frameon=False,
+                  title="one line per seed", title_fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    save(figure, out, top=0.88 if rows == 1 else 0.94)
 
 
-def tsne(run: Path, out: Path, limit: int) -> None:
-    _, model, task = load_trained(run)
-    source, _, target, _ = domain_features(model, task, limit)
-    embedded = TSNE(n_components=2, init="pca", random_state=0,
-                    perplexity=min(30.0, (len(source) + len(target) - 1) / 3)).fit_transform(
-        np.concatenate([source, target]))
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.scatter(*embedded[: len(source)].T, s=4, c="tab:red", label=f"source ({task.source})")
-    axis.scatter(*embedded[len(source):].T, s=4, c="tab:blue", label=f"target ({task.target})")
-    axis.set(title=f"t-SNE of bottleneck features\n{label(run)}", xticks=[], yticks=[])
-    axis.legend(markerscale=3)
+def tsne(runs: list[Path], out: Path, limit: int) -> None:
+    figure, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.8), squeeze=False)
+    for axis, run in zip(axes.flat, runs):
+        _, model, task = load_trained(run)
+        source, _, target, _ = domain_features(model, task, limit)
+        embedded = TSNE(n_components=2, init="pca", random_state=0,
+                        perplexity=min(30.0, (len(source) + len(target) - 1) / 3)).fit_transform(
+            np.concatenate([source, target]))
+        axis.scatter(*embedded[: len(source)].T, s=3, c="tab:red", label=f"source ({task.source})")
+        axis.scatter(*embedded[len(source):].T, s=3, c="tab:blue", label=f"target ({task.target})")
+        axis.set(xticks=[], yticks=[])
+        axis.set_title(label(run), fontsize=9)
+        axis.legend(markerscale=3, fontsize=7)
+    figure.suptitle("t-SNE of bottleneck features", fontsize=10)
     save(figure, out)
 
 
@@ -85,23 +112,21 @@ def alpha(run: Path, out: Path) -> None:
     alphas = transnorm_alphas(model)
     if not alphas:
         raise SystemExit(f"error: {run} has no TransNorm layer (norm={load_run(run).config['norm']['name']})")
-    columns = min(6, len(alphas))
-    rows = -(-len(alphas) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 1.6 * rows), squeeze=False)
-    for axis, (name, values) in zip(axes.flat, alphas.items()):
-        axis.plot(np.sort(values)[::-1], lw=1)
-        axis.axhline(1.0, color="gray", lw=0.5)
-        axis.set_title(name, fontsize=6)
-        axis.tick_params(labelsize=5)
-    for axis in list(axes.flat)[len(alphas):]:
-        axis.axis("off")
-    figure.suptitle(f"TransNorm alpha per channel, sorted (mean 1)\n{label(run)}", fontsize=8)
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.22 * len(alphas) + 2.0), 3.6))
+    axis.boxplot(list(alphas.values()), whis=(0, 100), widths=0.6)
+    axis.axhline(1.0, color="gray", lw=0.5)
+    names = [name.removeprefix("backbone.") for name in alphas]
+    axis.set_xticks(range(1, len(alphas) + 1), names, rotation=90, fontsize=5 if len(alphas) > 12 else 8)
+    axis.set(ylabel="alpha over channels", title=f"TransNorm alpha per layer at the end of training (mean 1 per layer; "
+             f"box: quartiles, whiskers: min and max)\n{label(run)}")
+    axis.title.set_fontsize(8)
     save(figure, out)
 
 
-def save(figure, out: Path) -> None:
+def save(figure, out: Path, top: float = 1.0) -> None:
+    """Write ``figure`` as PNG, laid out below ``top`` (the room a figure-wide legend needs)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, top))
     figure.savefig(out, dpi=150)
     plt.close(figure)
     print(f"wrote {out}")
@@ -118,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         convergence(args.runs, args.out)
     elif args.figure == "adistance":
         adistance(args.runs, args.out, args.limit)
+    elif args.figure == "tsne":
+        tsne(args.runs, args.out, args.limit)
     elif len(args.runs) != 1:
         parser.error(f"{args.figure} draws one run")
-    elif args.figure == "tsne":
-        tsne(args.runs[0], args.out, args.limit)
     else:
         alpha(args.runs[0], args.out)
     return 0

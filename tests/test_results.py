@@ -9,14 +9,15 @@ import sys
 from itertools import product
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from conftest import ROOT, compose_config, load_script
 from normda.reporting.analysis import a_distance, ideal_joint_error
 from normda.experiment import train
-from normda.reporting.tables import (SELECTIONS, Run, build_table, find_runs, read_paper, recorded_choice, runs_frame,
-                                     wandb_runs)
+from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_table, find_runs, read_paper,
+                                     recorded_choice, runs_frame, wandb_runs)
 from normda.run import table_labels
 from normda.validation import deep_embedded_validation, density_ratios, dev_risk
 
@@ -77,6 +78,16 @@ def test_paper_numbers_per_preset():
     row = table1[(table1.method_label == "cdan_e") & (table1.norm_label == "transnorm") & (table1.task_label == "avg")]
     assert row.accuracy.item() == 89.3
     assert set(read_paper("bgn_table7").method_label) == {"cdan_e"}
+    tllib = read_paper("cpu_digits").set_index(["method_label", "task_label"]).accuracy
+    assert (tllib[("cdan", "M->U")], tllib[("cdan", "U->M")], tllib[("source_only", "U->M")]) == (96.0, 97.7, 74.6)
+
+
+def test_every_published_number_names_its_source():
+    for path in PUBLISHED_NUMBERS.glob("*.csv"):
+        table = pd.read_csv(path, keep_default_na=False)
+        assert (table["paper"] != "").all(), path
+        if path.name != "paper_tables.csv":  # the five papers: the paper and table columns are the source
+            assert (table["source"].str.len() > 20).all(), path
 
 
 def test_wandb_runs_through_a_fake_api(tmp_path):
@@ -132,7 +143,8 @@ def test_runs_record_source_validation_and_dev(make_config, tmp_path):
 JOBS = {"transnorm_table1": 108, "transnorm_table1_heldout": 108, "transnorm_table2": 108, "transnorm_table3": 216,
         "transnorm_table4_mdd": 36, "transnorm_table4_inception": 72, "transnorm_table4_digits": 12,
         "transnorm_table4_visda": 12, "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162,
-        "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8, "cpu_digits": 36}
+        "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8, "cpu_digits": 36,
+        "cpu_office31": 16}
 
 
 @pytest.mark.parametrize("preset", sorted(JOBS))
@@ -211,7 +223,8 @@ REPORTED = {"transnorm_table1": "target_accuracy_10crop", "transnorm_table2": "t
             "transnorm_table4_visda": "target_accuracy_10crop", "transnorm_table5": "target_accuracy_10crop",
             "transnorm_table6": "target_accuracy_10crop", "transnorm_table4_mdd": "target_accuracy",
             "transnorm_table4_digits": "target_accuracy", "bgn_table7": "target_accuracy",
-            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy", "cpu_digits": "target_accuracy"}
+            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy", "cpu_digits": "target_accuracy",
+            "cpu_office31": "target_accuracy"}
 
 
 def test_held_out_and_daft_presets_say_so_in_their_rows():
@@ -279,7 +292,7 @@ REFERENCE_VALUES = {
     "transnorm_table6": (36, 100_000, 500), "transnorm_table4_mdd": (32, 20_000, 1000),
     "transnorm_table4_digits": (128, 50_000, 2500), "bgn_table7": (32, 20_000, 1000),
     "weightalign_table6": (32, 2_500, 500),  # TLlib's ERM: 5 epochs of 500 iterations
-    "smoke": (32, 60, 30), "cpu_digits": (128, 2000, 250),
+    "smoke": (32, 60, 30), "cpu_digits": (128, 2000, 250), "cpu_office31": (32, 120, 40),
 }
 
 

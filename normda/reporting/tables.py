@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from normda.run import RunFolder, atomic_write_text
 
-PAPER_TABLES = Path(__file__).resolve().parents[2] / "results" / "paper" / "paper_tables.csv"
+#: published numbers, one CSV per source: ``paper_tables.csv`` (the five papers, ``scripts/paper_tables.py``) and
+#: others such as ``tllib_digits.csv`` (each row citing where its number was published)
+PUBLISHED_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper"
 #: what a table needs of a run that recorded no labels (a folder written before labels.json existed)
 UNLABELLED = {"experiment": "", "protocol": "", "dataset": "", "backbone": "", "method_label": "?", "norm_label": "?",
               "task_label": "?", "seed": -1}
@@ -103,14 +105,15 @@ def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_a
     return pd.DataFrame(rows)
 
 
-def read_paper(experiment: str, path: Path = PAPER_TABLES) -> pd.DataFrame:
-    """The papers' numbers for a preset: columns method_label, norm_label, variant (always "": a paper's row trains on
-    the whole source with the paper's settings), task_label, accuracy."""
+def read_paper(experiment: str, folder: Path = PUBLISHED_NUMBERS) -> pd.DataFrame:
+    """The published numbers for a preset, from every CSV in ``folder``: columns method_label, norm_label, variant
+    (always "": a published row trains on the whole source with its authors' settings), task_label, accuracy."""
     columns = ["method_label", "norm_label", "variant", "task_label", "accuracy"]
-    if not experiment or not path.exists():
+    files = sorted(folder.glob("*.csv")) if experiment else []
+    if not files:
         return pd.DataFrame(columns=columns)
-    table = pd.read_csv(path, dtype={"table": str}, keep_default_na=False)
-    return table[table["experiment"] == experiment].assign(variant="")[columns]
+    table = pd.concat([pd.read_csv(path, dtype={"table": str}, keep_default_na=False) for path in files])
+    return table[table["experiment"] == experiment].assign(variant="")[columns].reset_index(drop=True)
 
 
 #: what makes a table row: the method, the normalization and the variant (a preset's own swept settings, a held-out
