@@ -10,8 +10,9 @@ The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, meth
 runs go to ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
 its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
 not stop the others: the table shows its gap and lists it with its reason. The tables (Markdown, LaTeX, CSV) are
-written to ``results/tables/<name>-<selection>.*`` for every selection rule, of the accuracy the preset's paper
-reports (``report.metric``); the one printed is ``--selection`` (default: the preset's ``report.selection``).
+written to ``results/tables/<name>-<selection>.*`` for every selection rule the runs can answer (``source_val`` and
+``dev`` need held-out source data), of the accuracy the preset's paper reports (``report.metric``); the one printed is
+``--selection`` (default: the preset's ``report.selection``).
 """
 from __future__ import annotations
 
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for selection in SELECTIONS:
-        table = build_table(runs_frame(runs, selection, metric), paper, selection, metric)
+        frame = runs_frame(runs, selection, metric)
+        if selection != printed and frame.accuracy.isna().all():
+            print(f"no {selection} table: no finished run has {SELECTIONS[selection][0]}")
+            continue
+        table = build_table(frame, paper, selection, metric)
         paths = write_table(table, args.tables, f"{args.preset}-{selection}")
         if selection == printed:
             print(table.markdown())

@@ -182,8 +182,9 @@ def test_reproduce_end_to_end_with_failing_jobs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 runs in" in result.stdout and "2 done, 2 failed" in result.stdout
     assert "source_only / in / M->U / seed 0: failed (norm=in cannot replace backbone.14" in result.stdout
-    assert {p.name for p in (tmp_path / "tables").iterdir()} == {
-        f"smoke-{selection}.{suffix}" for selection in SELECTIONS for suffix in ("md", "tex", "csv")}
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == {  # no held-out source: no source_val, dev tables
+        f"smoke-{selection}.{suffix}" for selection in ("last", "best") for suffix in ("md", "tex", "csv")}
+    assert "no dev table: no finished run has the evaluation with the lowest Deep Embedded" in result.stdout
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "smoke", "--collect-only",
                             "--output-dir", str(tmp_path / "runs"), "--tables", str(tmp_path / "tables")],
                            capture_output=True, text=True)
