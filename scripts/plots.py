@@ -111,15 +111,15 @@ def alpha(run: Path, out: Path) -> None:
     _, model, _ = load_trained(run)
     alphas = transnorm_alphas(model)
     if not alphas:
-        raise SystemExit(f"error: {run} has no TransNorm layer (norm={load_run(run).config['norm']['name']})")
-    figure, axis = plt.subplots(figsize=(max(4.0, 0.22 * len(alphas) + 2.0), 3.6))
+        raise SystemExit(f"error: {run} has no TransNorm layer (norm {load_run(run).labels['norm_label']}): "
+                         f"give a run trained with norm=transnorm")
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.22 * len(alphas) + 2.0), 3.6))
     axis.boxplot(list(alphas.values()), whis=(0, 100), widths=0.6)
     axis.axhline(1.0, color="gray", lw=0.5)
     names = [name.removeprefix("backbone.") for name in alphas]
     axis.set_xticks(range(1, len(alphas) + 1), names, rotation=90, fontsize=5 if len(alphas) > 12 else 8)
-    axis.set(ylabel="alpha over channels", title=f"TransNorm alpha per layer at the end of training (mean 1 per layer; "
-             f"box: quartiles, whiskers: min and max)\n{label(run)}")
-    axis.title.set_fontsize(8)
+    axis.set_ylabel("alpha over the layer's channels\n(box: quartiles; whiskers: min, max)", fontsize=8)
+    axis.set_title(f"TransNorm alpha per layer at the end of training\n{label(run)}", fontsize=9)
     save(figure, out)
 
 
