@@ -34,7 +34,7 @@ from normda.reporting.analysis import (
     load_trained,
     transnorm_alphas,
 )
-from normda.reporting.tables import find_runs, load_run
+from normda.reporting.tables import find_runs, load_run, recorded_choice
 
 
 def label(run_dir: Path) -> str:
@@ -46,9 +46,13 @@ def convergence(paths: list[Path], out: Path) -> None:
     runs = [run for run in find_runs(paths) if run.metrics]
     if not runs:
         raise SystemExit(f"error: no run with evaluations at or below {', '.join(map(str, paths))}")
+    try:
+        metric = recorded_choice(runs, "metric")  # the accuracy the runs' table reports
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     panels = sorted({(run.labels["task_label"], run.labels["method_label"]) for run in runs})
     norms = sorted({run.labels["norm_label"] for run in runs})
-    colours = dict(zip(norms, plt.get_cmap("tab10").colors))
+    colours = {norm: plt.get_cmap("tab10")(index % 10) for index, norm in enumerate(norms)}
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False, sharey=True)
@@ -56,17 +60,15 @@ def convergence(paths: list[Path], out: Path) -> None:
         for run in runs:
             if (run.labels["task_label"], run.labels["method_label"]) != (task, method):
                 continue
-            metric = run.labels["metric"]
-            norm = run.labels["norm_label"]
             points = [(m["step"], m[metric]) for m in run.metrics if metric in m]
-            axis.plot(*zip(*points), color=colours[norm], lw=1, alpha=0.8)
+            axis.plot(*zip(*points), color=colours[run.labels["norm_label"]], lw=1, alpha=0.8)
         axis.set_title(f"{task}, {method}", fontsize=9)
         axis.grid(alpha=0.3)
         axis.tick_params(labelsize=7)
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
     for axis in axes[:, 0]:
-        axis.set_ylabel(f"{runs[0].labels['metric']} (%)", fontsize=8)
+        axis.set_ylabel(f"{metric} (%)", fontsize=8)
     for axis in axes[-1]:
         axis.set_xlabel("iteration", fontsize=8)
     handles = [matplotlib.lines.Line2D([], [], color=colours[norm], label=norm) for norm in norms]

@@ -213,6 +213,8 @@ def test_plots_render_from_a_tiny_run(make_config, tmp_path):
         out = tmp_path / f"{figure}.png"
         assert plots.main([figure, str(tmp_path / "run"), "--out", str(out), "--limit", "32"]) == 0
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    with pytest.raises(SystemExit, match="error: no run with evaluations at or below"):
+        plots.main(["convergence", str(tmp_path / "empty"), "--out", str(tmp_path / "none.png")])
     train(make_config("norm=bn", "trainer.iterations=2", "trainer.eval_every=2"), tmp_path / "bn")
     with pytest.raises(SystemExit, match=r"no TransNorm layer \(norm bn\): give a run trained with norm=transnorm"):
         plots.main(["alpha", str(tmp_path / "bn"), "--out", str(tmp_path / "none.png")])
