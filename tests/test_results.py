@@ -314,3 +314,12 @@ def test_preset_composes_to_its_references_values_and_reports_its_papers_accurac
     assert (labels["variant"], labels["metric"], labels["selection"]) == ("", REPORTED[preset], "best")
     if preset == "transnorm_table4_digits":
         assert cfg.data.svhn_subset == "balanced" and cfg.data.source == "S"
+
+
+def test_cpu_office31_gives_source_only_and_cdan_one_optimizer():
+    """At 120 iterations TLlib's ERM step (lr 0.001) would leave source only near chance, so the preset trains both
+    methods with CDAN's optimizer and the comparison measures the transfer loss, not a 10x larger step."""
+    optimizers = {method: compose_config(["experiment=cpu_office31", f"method={method}"]).optim
+                  for method in ("source_only", "cdan")}
+    assert {(o.optimizer.lr, o.optimizer.weight_decay, o.lr_schedule.gamma) for o in optimizers.values()} == {
+        (0.01, 1e-3, 0.001)}
