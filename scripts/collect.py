@@ -3,6 +3,7 @@
     python scripts/collect.py outputs/experiments/transnorm_table1                 # every run below the folder
     python scripts/collect.py outputs/experiments/transnorm_table1 --selection dev --metric target_accuracy_10crop
     python scripts/collect.py --wandb my-entity/normda --experiment transnorm_table1   # W&B instead (network)
+    python scripts/collect.py outputs/custom_check --out results/tables --name mine    # also write mine-<selection>.*
 
 Rows are method / normalization (and the variant: a held-out part of the source, a preset's swept settings),
 columns tasks and their average; each cell is the mean ± std over finished seeds, the number of seeds, and the
@@ -11,7 +12,8 @@ paper's number with our difference. The checkpoint of each run is chosen here, n
 (held-out source accuracy) or ``dev`` (Deep Embedded Validation). By default the metric and the selection are those
 the runs' preset reports with (``report`` in the config, recorded in each run's labels.json: the 10-crop accuracy
 under protocol=transnorm, ...). Failed and unfinished runs are listed under the table. Reads run folders only; W&B is
-optional.
+optional. The table is printed; it is written as files (.md, .tex, .csv) only into the folder ``--out`` names, so that
+tabulating a few ablation runs never replaces a preset's tables of record in results/tables (reproduce.py owns those).
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import get_args
-
-ROOT = Path(__file__).resolve().parents[1]
 
 from normda.run import Metric
 from normda.reporting.tables import (SELECTIONS, build_table, find_runs, read_paper, recorded_choice, runs_frame,
@@ -34,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", choices=get_args(Metric), help="default: the one the runs recorded")
     parser.add_argument("--experiment", help="the preset whose paper numbers to show (default: the runs' own)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B's public API instead")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "tables")
-    parser.add_argument("--name", help="file name of the tables (default: the experiment, or 'table')")
+    parser.add_argument("--out", type=Path, help="also write the table into this folder (default: print it only)")
+    parser.add_argument("--name", help="file name of the tables in --out (default: <experiment or 'table'>-<selection>)")
     args = parser.parse_args(argv)
+    if args.name and not args.out:
+        parser.error("--name names the files that --out writes: give --out FOLDER too")
 
     runs = wandb_runs(args.wandb) if args.wandb else find_runs(args.folders)
     if not runs:
@@ -52,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = runs_frame(runs, selection, metric)
     experiment = args.experiment or next((name for name in frame.experiment if name), "")
     table = build_table(frame, read_paper(experiment), selection, metric)
-    name = args.name or f"{experiment or 'table'}-{selection}"
-    paths = write_table(table, args.out, name)
     print(table.markdown())
-    print("written: " + ", ".join(str(path) for path in paths))
+    if args.out:
+        paths = write_table(table, args.out, args.name or f"{experiment or 'table'}-{selection}")
+        print("written: " + ", ".join(str(path) for path in paths))
     return 0
 
 

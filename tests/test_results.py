@@ -32,6 +32,18 @@ def test_golden_table(tmp_path):
     assert tidy[0] == "method_label,norm_label,variant,task_label,mean,std,seeds,paper,difference"
 
 
+def test_collect_without_out_prints_and_writes_no_file(monkeypatch, capsys):
+    """A few ablation runs of a preset carry its name; collecting them must not replace its tables of record."""
+    collect = load_script("collect")
+    monkeypatch.setattr(collect, "write_table", lambda *args: pytest.fail("collect.py wrote a table without --out"))
+    assert collect.main([str(GOLDEN / "golden_runs")]) == 0
+    printed = capsys.readouterr().out
+    assert (GOLDEN / "golden_table.md").read_text().strip() in printed and "written:" not in printed
+    with pytest.raises(SystemExit) as exit_info:
+        collect.main([str(GOLDEN / "golden_runs"), "--name", "mine"])
+    assert exit_info.value.code == 2 and "give --out FOLDER too" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("selection,expected", [("last", [82.0, 85.0]), ("best", [84.0, 85.0]),
                                                 ("source_val", [82.0, 81.0]), ("dev", [84.0, 81.0])])
 def test_selection_rules_on_hand_made_metrics(selection, expected):
