@@ -1,6 +1,8 @@
 """Source only (ERM): the source cross-entropy alone, the baseline every adaptation method is compared with."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
@@ -16,6 +18,12 @@ class SourceOnly(AdaptationMethod):
     def __init__(self, features_dim: int, num_classes: int, forward_target: bool = False):
         super().__init__()
         self.uses_target = forward_target
+
+    @classmethod
+    def table_label(cls, name: str, settings: Mapping[str, Any]) -> str:
+        """``source_only[forward_target=true]`` when the target batches pass through: a domain-aware norm then trains
+        and tests with the target's statistics, a different baseline that a table must not average with the plain one."""
+        return f"{name}[forward_target=true]" if settings.get("forward_target") else name
 
     def forward(self, outputs: StepOutputs, step: int) -> dict[str, torch.Tensor]:
         return {"loss": outputs.logits_source.new_zeros(())}

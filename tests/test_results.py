@@ -72,6 +72,10 @@ def test_table_labels_are_decided_at_training_time():
     bgn = [table_labels(compose_config(["data=office31", f"data.source={s}", f"data.target={t}", "norm=bgn", *extra]))
            for s, t, extra in (("A", "W", []), ("D", "A", []), ("A", "W", ["norm.groups=16"]))]
     assert [labels["norm_label"] for labels in bgn] == ["bgn", "bgn", "bgn[groups=16]"]
+    # source only that passes the target batches through (their statistics) is another row than the plain baseline
+    source_only = [table_labels(compose_config(["method=source_only", "norm=transnorm", *extra]))["method_label"]
+                   for extra in ([], ["method.forward_target=true"])]
+    assert source_only == ["source_only", "source_only[forward_target=true]"]
 
 
 def test_collect_labels_runs_by_their_own_record_not_by_todays_configs(make_config, tmp_path):
