@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normda import backbones, dann_cdan, datasets, normalization
 from normda.acceleration import Acceleration
+from normda.config_rules import check_rules
 from normda.distributed import Distributed
 from normda.errors import ConfigError, OutOfMemory, UserError, one_line
 from normda.loggers import build_logger
@@ -64,12 +65,13 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
 
 def check_config(cfg: DictConfig) -> None:
     """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has, the
-    optimizer and schedule), before anything is built; each axis's own settings are checked by its registry when it
-    is built."""
+    optimizer and schedule) and the rules between keys (``normda/config_rules.py``), before anything is built; each
+    axis's own settings are checked by its registry when it is built."""
     check_setting("seed", cfg.seed, int)
     check_settings(TrainerConfig, cfg.trainer, "trainer")
     datasets.check_common_settings(cfg.data)
     check_targets(cfg.optim)
+    check_rules(cfg)
 
 
 def versions() -> dict[str, str]:

@@ -73,7 +73,7 @@ def test_torchvision_download_failure_is_one_line(monkeypatch):
         backbones.build(backbone_config("resnet50", library="torchvision", pretrained=True))
     message = str(error.value)
     assert "cannot download the ImageNet weights of resnet50" in message
-    assert "backbone.weights=/path/to/resnet50-0676ba61.pth" in message and "backbone.pretrained=false" in message
+    assert "backbone.weights=/path/to/resnet50-0676ba61.pth" in message and "backbone=efficientnet_lite0" in message
     assert "\n" not in message
 
 

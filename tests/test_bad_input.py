@@ -72,6 +72,14 @@ CATALOGUE = [
      "optim.optimizer._target_=os.system is not an optimizer of torch.optim"),
     ("seed that is not a number", ["seed=abc"], "seed='abc': give a whole number"),
     ("zero iterations", ["trainer.iterations=0"], "trainer.iterations=0: give a value of at least 1"),
+    ("an iteration count under a protocol that counts epochs", ["norm=daft", "protocol=daft", "trainer.iterations=6"],
+     "trainer.iterations=6 cannot apply while trainer.epochs=50 sets the run's length in epochs"),
+    ("an evaluation interval under a protocol that counts epochs", ["protocol=daft", "trainer.eval_every=3"],
+     "trainer.eval_every=3 cannot apply while trainer.epochs=50"),
+    ("a reported metric the run does not measure", ["report.metric=target_accuracy_10crop"],
+     "report.metric=target_accuracy_10crop is never measured with trainer.ten_crop=false"),
+    ("a label-free selection without held-out source data", ["report.selection=dev"],
+     "report.selection=dev needs source data held out of training"),
     ("held-out fraction out of range", ["data.source_val_fraction=1.5"],
      "data.source_val_fraction=1.5: give a value below 1"),
     ("norm.sync that is not a boolean", ["norm.sync=maybe"], "norm.sync='maybe': give true or false"),
@@ -118,7 +126,7 @@ def test_weights_that_cannot_be_downloaded(tmp_path, monkeypatch):
     status, stderr = result.returncode, result.stderr
     assert status == 2
     assert "error: cannot download the ImageNet weights of resnet50" in stderr
-    assert "backbone.weights=" in stderr and "Traceback" not in stderr
+    assert "backbone.weights=" in stderr and "backbone=efficientnet_lite0" in stderr and "Traceback" not in stderr
 
 
 def test_a_damaged_checkpoint(tmp_path):

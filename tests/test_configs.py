@@ -81,10 +81,59 @@ def test_specializations_name_existing_options():
             assert protocol in options("protocol") and choice in options(other), name
 
 
+#: backbone options that choose one of the others by the task instead of naming code of their own
+BACKBONE_CHOOSERS = {"tllib_digits"}
+
+
 def test_config_files_mirror_registered_names():
     for group, registry in (("norm", NORMALIZATIONS), ("data", DATASETS), ("backbone", BACKBONES)):
-        assert {p.stem for p in (CONF / group).glob("*.yaml")} == set(registry.names()), group
+        names = {p.stem for p in (CONF / group).glob("*.yaml")} - (BACKBONE_CHOOSERS if group == "backbone" else set())
+        assert names == set(registry.names()), group
     assert set(METHODS.names()) <= {p.stem for p in (CONF / "method").glob("*.yaml")}
+
+
+#: (the command, the network it trains, its input size, its channels): each benchmark composes its papers' network
+#: (TLlib's scripts, protocols.md 1.7; the official TransNorm code's ResNet-50) unless the command picks one
+PAPERS_NETWORKS = [
+    (["norm=transnorm", "method=cdan", "data=office31", "data.source=A", "data.target=W"], "resnet50", 224, 3),
+    (["data=officehome"], "resnet50", 224, 3),
+    (["data=imageclef"], "resnet50", 224, 3),
+    (["data=visda2017"], "resnet101", 224, 3),
+    (["experiment=transnorm_table4_visda"], "resnet50", 224, 3),
+    (["data=digits"], "lenet", 28, 1),
+    (["data=digits", "data.source=U", "data.target=M"], "lenet", 28, 1),
+    (["data=digits", "data.source=S", "data.target=M"], "dtn", 32, 3),
+    (["experiment=transnorm_table4_digits"], "dtn", 32, 3),
+    (["data=folders", *CUSTOM], "resnet50", 224, 3),
+    (["data=image_list", *CUSTOM, "data.classes=[cat,dog]"], "resnet50", 224, 3),
+    ([], "dtn", 32, 3),  # the embedded default task
+    (["data=office31", "backbone=efficientnet_lite0"], "efficientnet_lite0", 224, 3),  # the command's choice wins
+    (["data=digits", "data.source=S", "data.target=M", "backbone=lenet"], "lenet", 28, 1),
+    (["data=folders", *CUSTOM, "backbone=dtn"], "dtn", 32, 3),
+    (["experiment=cpu_office31", "backbone=resnet50"], "resnet50", 224, 3),  # and wins over a preset's
+]
+
+
+@pytest.mark.parametrize("overrides,network,size,channels", PAPERS_NETWORKS,
+                         ids=[" ".join(case[0]) or "default" for case in PAPERS_NETWORKS])
+def test_each_benchmark_composes_its_papers_network(overrides, network, size, channels):
+    cfg = compose_config(overrides)
+    assert (cfg.backbone.name, cfg.data.image_size, cfg.data.channels) == (network, size, channels)
+    pretrained = network in ("resnet50", "resnet101", "efficientnet_lite0")
+    assert cfg.backbone.pretrained is pretrained
+    if "transform" in cfg.data:  # the image-file datasets: crops and ImageNet statistics for a pretrained network
+        assert cfg.data.transform == ("imagenet" if pretrained else "digits")
+
+
+def test_the_digits_network_is_recorded_by_its_own_name():
+    """The task-dependent choice is resolved before the run records its config: config.yaml, the run name and the
+    labels say ``dtn``, with DTN's own values, and none of the choice's lookup tables."""
+    from normda.run import recorded_config, run_name, table_labels
+
+    cfg = compose_config(["data=digits", "data.source=S", "data.target=M"])
+    recorded = recorded_config(cfg)["backbone"]
+    assert recorded == {**OmegaConf.to_container(compose_config(["backbone=dtn"]).backbone), "name": "dtn"}
+    assert "-dtn-seed0-" in run_name(cfg) and table_labels(cfg)["backbone"] == "dtn"
 
 
 def test_help_lists_the_groups(tmp_path):

@@ -20,8 +20,7 @@ def _torchvision_resnet(cfg: Any) -> nn.Module:
     filename = weights.url.rsplit("/", 1)[-1] if weights else f"{cfg.name}.pth"
     with download_errors(
         f"the ImageNet weights of {cfg.name} (torchvision IMAGENET1K_V1)",
-        f"put {filename} in ~/.cache/torch/hub/checkpoints/, pass backbone.weights=/path/to/{filename}, "
-        f"or set backbone.pretrained=false",
+        f"pass backbone.weights=/path/to/{filename} (or put it in ~/.cache/torch/hub/checkpoints/)",
     ):
         model = torchvision.models.get_model(cfg.name, weights=weights)
     if cfg.weights:

@@ -23,8 +23,7 @@ def create_timm(model_name: str, *, pretrained: bool, weights: str | None = None
                           f"or pick a tag from timm.list_pretrained('{architecture}*')")
     with download_errors(
         f"the pretrained weights of timm's {model_name} from the Hugging Face hub",
-        "pass backbone.weights=/path/to/weights.pth (or .safetensors), or set backbone.pretrained=false "
-        "(HF_HUB_OFFLINE=1 skips the hub's retries)",
+        "pass backbone.weights=/path/to/weights.pth (or .safetensors; HF_HUB_OFFLINE=1 skips the hub's retries)",
     ):
         model = timm.create_model(model_name, pretrained=download, num_classes=0, in_chans=in_chans)
     if weights:

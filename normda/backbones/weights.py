@@ -54,9 +54,11 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
 
 @contextmanager
 def download_errors(what: str, fix: str) -> Iterator[None]:
-    """Turn a failed download (no network, host down) into a one-line :class:`WeightsUnavailableError`."""
+    """Turn a failed download (no network, host down) into a one-line :class:`WeightsUnavailableError` that names the
+    two ways out: the weights as a local file (``fix``), or a backbone whose ImageNet weights install offline."""
     try:
         yield
     except OSError as error:  # URLError, socket errors and huggingface_hub's LocalEntryNotFoundError are OSErrors
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsUnavailableError(f"cannot download {what} ({reason[:160]}): {fix}") from error
+        raise WeightsUnavailableError(f"cannot download {what} ({reason[:160]}): {fix}, or train a backbone whose "
+                                      f"ImageNet weights install with normda: backbone=efficientnet_lite0") from error
