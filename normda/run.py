@@ -162,6 +162,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 class RunFolder:
     """The files of one run."""
 
+    #: what a run keeps for its tables (``results/runs/``): every file but the checkpoint and the logs
+    RECORDS = ("config.yaml", "labels.json", "metrics.jsonl", "summary.json", "done", "failed")
+
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
         if create:
@@ -235,3 +238,16 @@ class RunFolder:
 
     def mark_failed(self, reason: str) -> None:
         atomic_write_text(self.failure, reason + "\n")
+
+    def keep_records(self, folder: str | Path) -> Path:
+        """Copy this run's :data:`RECORDS` into ``folder/<run name>/``, replacing an older copy whole (a record the
+        run no longer has, such as a ``failed`` file of an earlier try, goes too); never the checkpoint."""
+        copy = Path(folder) / self.path.name
+        copy.mkdir(parents=True, exist_ok=True)
+        for name in self.RECORDS:
+            source, kept = self.path / name, copy / name
+            if source.exists():
+                atomic_write(kept, lambda stream: stream.write(source.read_bytes()))
+            else:
+                kept.unlink(missing_ok=True)
+        return copy

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"  # the configs train.py composes, beside this script
 
 from normda.normalization.split_batchnorm import fused_kernels
 from normda.reporting.benchmark import (
@@ -54,8 +55,8 @@ def all_norms() -> list[str]:
 def build(backbone: str, norm: str, image_size: int, device: torch.device, channels_last: bool):
     from normda.experiment import build_model
 
-    cfg = compose_config([f"backbone={backbone}", "backbone.pretrained=false", f"backbone.input_size={image_size}",
-                   f"norm={norm.split('[')[0]}", "data=synthetic"])
+    cfg = compose_config(CONF, [f"backbone={backbone}", "backbone.pretrained=false",
+                                f"backbone.input_size={image_size}", f"norm={norm.split('[')[0]}", "data=synthetic"])
     model, _ = build_model(cfg, num_classes=31)
     model.to(device).train()
     if channels_last:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"  # the configs train.py composes, beside this script
 
 from normda import datasets
 from normda.reporting.benchmark import compose_config, machine, markdown_table, synchronize, write_results
@@ -42,8 +43,8 @@ OPTIONS = {"amp": "trainer.amp=true", "channels_last": "trainer.channels_last=tr
 def run_framework(overrides: list[str], iterations: int) -> float:
     """Seconds for ``train.py <overrides>`` of ``iterations`` steps (one evaluation, at the end)."""
     with tempfile.TemporaryDirectory() as output:
-        cfg = compose_config([*overrides, f"trainer.iterations={iterations}", f"trainer.eval_every={iterations}",
-                              f"trainer.output_dir={output}", "logger=none"])
+        cfg = compose_config(CONF, [*overrides, f"trainer.iterations={iterations}",
+                                    f"trainer.eval_every={iterations}", f"trainer.output_dir={output}", "logger=none"])
         start = time.perf_counter()
         train(cfg, Path(output) / "run")
         synchronize(resolve_device(cfg.trainer.device))
@@ -53,7 +54,7 @@ def run_framework(overrides: list[str], iterations: int) -> float:
 def run_bare(overrides: list[str], iterations: int) -> float:
     """Seconds for the same computation written as a bare PyTorch loop."""
     start = time.perf_counter()
-    cfg = compose_config([*overrides, "logger=none"])
+    cfg = compose_config(CONF, [*overrides, "logger=none"])
     seed_everything(cfg.seed, deterministic=False)
     device = resolve_device(cfg.trainer.device)
     task = datasets.build(cfg.data)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(compose_config(args.overrides).trainer.device)
+    device = resolve_device(compose_config(CONF, args.overrides).trainer.device)
     variants = {"bare loop": (run_bare, args.overrides), "train.py": (run_framework, args.overrides)}
     variants.update({f"train.py {OPTIONS[o]}": (run_framework, [*args.overrides, OPTIONS[o]]) for o in args.options})
     times: dict[str, list[float]] = {name: [] for name in variants}

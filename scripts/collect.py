@@ -1,19 +1,23 @@
-"""Collect run folders into a paper-style table (Markdown, LaTeX, CSV), beside the paper's numbers.
+"""Collect run folders into paper-style tables (Markdown, LaTeX, CSV), beside the published numbers.
 
     python scripts/collect.py outputs/experiments/transnorm_table1                 # every run below the folder
     python scripts/collect.py outputs/experiments/transnorm_table1 --selection dev --metric target_accuracy_10crop
     python scripts/collect.py --wandb my-entity/normda --experiment transnorm_table1   # W&B instead (network)
-    python scripts/collect.py outputs/custom_check --out results/tables --name mine    # also write mine-<selection>.*
+    python scripts/collect.py results/runs/cpu_digits --selection last --out results/tables --name cpu_digits
+                                                    # writes results/tables/cpu_digits-last.{md,tex,csv}
 
-Rows are method / normalization (and the variant: a held-out part of the source, a preset's swept settings),
-columns tasks and their average; each cell is the mean ± std over finished seeds, the number of seeds, and the
-paper's number with our difference. The checkpoint of each run is chosen here, not in training: ``last``, ``best``
+Runs of different presets, protocols, datasets or networks never share a table: each such group gets its own (with
+several, the files are ``<name>-<preset>-<protocol>-<dataset>-<network>-<selection>.*``). Rows are method /
+normalization and the variant (a held-out part of the source, a preset's swept settings, and any other setting whose
+recorded value differs between runs of one cell: runs pool as seeds only when their configs differ in the seed
+alone), columns tasks and their average; each cell is the mean ± std over finished seeds, the number of seeds, and the
+published number with our difference. The checkpoint of each run is chosen here, not in training: ``last``, ``best``
 (the papers' protocol: the best evaluation on the target test set, selecting with target labels), ``source_val``
 (held-out source accuracy) or ``dev`` (Deep Embedded Validation). By default the metric and the selection are those
 the runs' preset reports with (``report`` in the config, recorded in each run's labels.json: the 10-crop accuracy
 under protocol=transnorm, ...). Failed and unfinished runs are listed under the table. Reads run folders only; W&B is
-optional. The table is printed; it is written as files (.md, .tex, .csv) only into the folder ``--out`` names, so that
-tabulating a few ablation runs never replaces a preset's tables of record in results/tables (reproduce.py owns those).
+optional. The tables are printed; they are written as files only into the folder ``--out`` names, so that tabulating
+a few ablation runs never replaces a preset's tables of record in results/tables.
 """
 from __future__ import annotations
 
@@ -23,8 +27,7 @@ from pathlib import Path
 from typing import get_args
 
 from normda.run import Metric
-from normda.reporting.tables import (SELECTIONS, build_table, find_runs, read_paper, recorded_choice, runs_frame,
-                                     wandb_runs, write_table)
+from normda.reporting.tables import SELECTIONS, collect_tables, find_runs, wandb_runs, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", choices=get_args(Metric), help="default: the one the runs recorded")
     parser.add_argument("--experiment", help="the preset whose paper numbers to show (default: the runs' own)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B's public API instead")
-    parser.add_argument("--out", type=Path, help="also write the table into this folder (default: print it only)")
-    parser.add_argument("--name", help="file name of the tables in --out (default: <experiment or 'table'>-<selection>)")
+    parser.add_argument("--out", type=Path, help="also write the tables into this folder (default: print them only)")
+    parser.add_argument("--name", help="the files' name in --out, before -<selection> (default: the runs' preset, "
+                                       "or 'table')")
     args = parser.parse_args(argv)
     if args.name and not args.out:
         parser.error("--name names the files that --out writes: give --out FOLDER too")
@@ -46,18 +50,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        selection = args.selection or recorded_choice(runs, "selection")
-        metric = args.metric or recorded_choice(runs, "metric")
+        tables = collect_tables(runs, args.selection, args.metric, args.experiment)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    frame = runs_frame(runs, selection, metric)
-    experiment = args.experiment or next((name for name in frame.experiment if name), "")
-    table = build_table(frame, read_paper(experiment), selection, metric)
-    print(table.markdown())
-    if args.out:
-        paths = write_table(table, args.out, args.name or f"{experiment or 'table'}-{selection}")
-        print("written: " + ", ".join(str(path) for path in paths))
+    for table in tables:
+        if len(tables) > 1:
+            print(f"## {table.slug}\n")
+        print(table.markdown())
+        if args.out:
+            stem = args.name or table.scope["experiment"] or "table"
+            paths = write_table(table, args.out, table.file_name(stem, len(tables) > 1))
+            print("written: " + ", ".join(str(path) for path in paths))
     return 0
 
 

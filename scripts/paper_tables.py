@@ -1,4 +1,5 @@
-"""Build ``results/paper/paper_tables.csv``: the numbers the papers report, labelled the way this framework's runs are.
+"""Build ``normda/reporting/published/paper_tables.csv`` (installed with the package): the numbers the papers report,
+labelled the way this framework's runs are.
 
     python scripts/paper_tables.py ../shared/reference/paper_tables.csv
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-OUTPUT = Path(__file__).resolve().parents[1] / "results" / "paper" / "paper_tables.csv"
+OUTPUT = Path(__file__).resolve().parents[1] / "normda" / "reporting" / "published" / "paper_tables.csv"
 
 TABLE4 = {("office31", "resnet50"): "transnorm_table4_mdd", ("office31", "inception_bn"): "transnorm_table4_inception",
           ("digits", "dtn"): "transnorm_table4_digits", ("visda2017", "resnet50"): "transnorm_table4_visda"}

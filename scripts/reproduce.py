@@ -9,10 +9,12 @@
 The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, methods, normalizations and seeds; its
 runs go to ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
 its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
-not stop the others: the table shows its gap and lists it with its reason. The tables (Markdown, LaTeX, CSV) are
-written to ``results/tables/<name>-<selection>.*`` for every selection rule the runs can answer (``source_val`` and
-``dev`` need held-out source data), of the accuracy the preset's paper reports (``report.metric``); the one printed is
-``--selection`` (default: the preset's ``report.selection``).
+not stop the others: the table shows its gap and lists it with its reason. The runs' records (config, labels,
+metrics, summary; never checkpoints) are kept in ``results/runs/<name>/`` and the tables (Markdown, LaTeX, CSV) built
+from them, so that ``scripts/collect.py results/runs/<name> --selection <s> --out results/tables --name <name>``
+regenerates each. They are written to ``results/tables/<name>-<selection>.*`` for every selection rule the runs can
+answer (``source_val`` and ``dev`` need held-out source data), of the accuracy the preset's paper reports
+(``report.metric``); the one printed is ``--selection`` (default: the preset's ``report.selection``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from normda.reporting.tables import SELECTIONS, build_table, find_runs, read_paper, recorded_choice, runs_frame, write_table
+from normda.reporting.tables import SELECTIONS, collect_tables, find_runs, recorded_choice, run_folders, write_table
+from normda.run import RunFolder
 
 LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/launcher=slurm"]}
 
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, help="where the runs go (default outputs/experiments/<preset>)")
     parser.add_argument("--selection", choices=sorted(SELECTIONS), help="the table printed (default: the preset's)")
     parser.add_argument("--tables", type=Path, default=ROOT / "results" / "tables")
+    parser.add_argument("--records", type=Path, default=ROOT / "results" / "runs",
+                        help="where the runs' records are kept, in <records>/<preset>/, for the tables to regenerate")
     parser.add_argument("--collect-only", action="store_true", help="build the tables from the runs there")
     args = parser.parse_intermixed_args(argv)  # options and overrides in any order
     if args.preset not in presets():
@@ -56,29 +61,31 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(command, cwd=ROOT).returncode:
             print("some jobs failed; the table lists them", flush=True)
 
-    runs = find_runs([output])
-    if not runs:
+    folders = run_folders([output])
+    if not folders:
         print(f"error: no run folder in {output}", file=sys.stderr)
         return 1
+    records = args.records / args.preset
+    runs = find_runs([RunFolder.existing(folder).keep_records(records) for folder in folders])
     statuses = [run.status for run in runs]
     print(f"{len(runs)} runs in {output}: " + ", ".join(f"{statuses.count(s)} {s}" for s in
-                                                        ("done", "failed", "incomplete") if s in statuses))
-    paper = read_paper(args.preset)
+                                                        ("done", "failed", "incomplete") if s in statuses)
+          + f"; their records kept in {records}")
     try:
-        metric, printed = recorded_choice(runs, "metric"), args.selection or recorded_choice(runs, "selection")
+        printed = args.selection or recorded_choice(runs, "selection")
+        tables = {selection: collect_tables(runs, selection, experiment=args.preset) for selection in SELECTIONS}
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for selection in SELECTIONS:
-        frame = runs_frame(runs, selection, metric)
-        if selection != printed and frame.accuracy.isna().all():
-            print(f"no {selection} table: no finished run has {SELECTIONS[selection][0]}")
-            continue
-        table = build_table(frame, paper, selection, metric)
-        paths = write_table(table, args.tables, f"{args.preset}-{selection}")
-        if selection == printed:
-            print(table.markdown())
-            print("written: " + ", ".join(str(path) for path in paths))
+    for selection, collected in tables.items():
+        for table in collected:
+            if selection != printed and not (table.cells.seeds > 0).any():
+                print(f"no {selection} table: no finished run has {SELECTIONS[selection][0]}")
+                continue
+            paths = write_table(table, args.tables, table.file_name(args.preset, len(collected) > 1))
+            if selection == printed:
+                print(table.markdown())
+                print("written: " + ", ".join(str(path) for path in paths))
     return 0
 
 

@@ -211,7 +211,7 @@ def test_a_sweep_over_domain_names_tabulates_like_a_benchmark(folders_root, tmp_
     assert sorted(run.name.split("-seed")[0] for run in runs) == ["folders-paintings2sketches-cdan-transnorm-dtn",
                                                                  "folders-photos2sketches-cdan-transnorm-dtn"]
     assert load_script("collect").main([str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "mine"]) == 0
-    table = (tmp_path / "mine.md").read_text()
+    table = (tmp_path / "mine-best.md").read_text()
     assert "| cdan_e / transnorm |" in table and "paintings->sketches" in table and "photos->sketches" in table
 
 

@@ -82,7 +82,8 @@ def test_a_wheel_works_from_the_repository_and_from_elsewhere(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names if not name.startswith("normda-")} == {"normda"}
     assert {"normda/datasets/embedded/mnist_usps.npz", "normda/normalization/transnorm.py",
-            "normda/dann_cdan/cdan.py", "normda/backbones/digits.py"} <= set(names)
+            "normda/dann_cdan/cdan.py", "normda/backbones/digits.py",
+            "normda/reporting/published/paper_tables.csv", "normda/reporting/published/tllib_digits.csv"} <= set(names)
     target = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target),
                                 str(wheel)], capture_output=True, text=True, timeout=600)
@@ -92,9 +93,28 @@ def test_a_wheel_works_from_the_repository_and_from_elsewhere(tmp_path):
             "from normda.run import register_resolvers; register_resolvers(); "
             f"initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'); "
             "cfg = compose('config', overrides=['logger=none', 'data=synthetic', 'trainer.progress=false', "
-            "'trainer.iterations=1', 'trainer.eval_every=1']); import tempfile; "
-            "print(train(cfg, tempfile.mkdtemp())['iterations'])")
+            "'trainer.iterations=1', 'trainer.eval_every=1']); import tempfile; run = tempfile.mkdtemp(); "
+            "iterations = train(cfg, run)['iterations']; "
+            "from normda.reporting.tables import collect_tables, find_runs, read_paper; "
+            "[table] = collect_tables(find_runs([run])); "
+            "print(len(read_paper('transnorm_table1')), table.cells.seeds.max(), iterations)")
     for cwd in (tmp_path, ROOT):
         result = python(code, cwd, PYTHONPATH=str(target))
         assert result.returncode == 0, (cwd, result.stderr[-2000:])
-        assert str(target / "normda" / "datasets") in result.stdout and result.stdout.strip().endswith("1")
+        # the installed package's published numbers (35 of Table 1) and a table of the run it trained
+        assert str(target / "normda" / "datasets") in result.stdout and result.stdout.strip().endswith("35 1 1")
+
+
+def test_reporting_reads_what_the_package_installs_and_creates_no_folder(tmp_path):
+    """The published numbers are package data (no path of the checkout), and reading a run that is not there is an
+    error that leaves nothing behind."""
+    from normda.errors import DataNotFoundError
+    from normda.reporting import tables
+    from normda.reporting.analysis import load_trained
+    from normda.reporting.tables import PUBLISHED_NUMBERS, read_paper
+
+    assert PUBLISHED_NUMBERS.parent == Path(tables.__file__).parent
+    assert len(read_paper("transnorm_table1")) == 35
+    with pytest.raises(DataNotFoundError, match="is not a run folder with a checkpoint"):
+        load_trained(tmp_path / "no" / "run")
+    assert not (tmp_path / "no").exists()

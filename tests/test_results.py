@@ -16,9 +16,9 @@ import torch
 from conftest import ROOT, compose_config, load_script
 from normda.reporting.analysis import a_distance, ideal_joint_error
 from normda.experiment import train
-from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_table, find_runs, read_paper,
-                                     recorded_choice, runs_frame, wandb_runs)
-from normda.run import table_labels
+from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_table, collect_tables, find_runs,
+                                     read_paper, recorded_choice, row_text, runs_frame, wandb_runs)
+from normda.run import RunFolder, table_labels
 from normda.validation import deep_embedded_validation, density_ratios, dev_risk
 
 GOLDEN = ROOT / "tests" / "data"
@@ -26,10 +26,10 @@ GOLDEN = ROOT / "tests" / "data"
 
 def test_golden_table(tmp_path):
     assert load_script("collect").main([str(GOLDEN / "golden_runs"), "--out", str(tmp_path), "--name", "golden"]) == 0
-    assert (tmp_path / "golden.md").read_text() == (GOLDEN / "golden_table.md").read_text()
-    assert "\\begin{tabular}" in (tmp_path / "golden.tex").read_text()
-    tidy = (tmp_path / "golden.csv").read_text().splitlines()
-    assert tidy[0] == "method_label,norm_label,variant,task_label,mean,std,seeds,paper,difference"
+    assert (tmp_path / "golden-best.md").read_text() == (GOLDEN / "golden_table.md").read_text()
+    assert "\\begin{tabular}" in (tmp_path / "golden-best.tex").read_text()
+    tidy = (tmp_path / "golden-best.csv").read_text().splitlines()
+    assert tidy[0] == "method_label,norm_label,variant,task_label,mean,std,seeds,paper,published_by,difference"
 
 
 def test_collect_without_out_prints_and_writes_no_file(monkeypatch, capsys):
@@ -193,7 +193,8 @@ def test_slurm_and_joblib_launchers_compose():
 def test_reproduce_end_to_end_with_failing_jobs(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "reproduce.py"), "smoke", "--output-dir", str(tmp_path / "runs"),
-         "--tables", str(tmp_path / "tables"), "logger=none", "seed=0", "norm=bn,in", "norm.exclude=[]",
+         "--tables", str(tmp_path / "tables"), "--records", str(tmp_path / "records"), "logger=none", "seed=0",
+         "norm=bn,in", "norm.exclude=[]",
          "trainer.iterations=4", "trainer.eval_every=2"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 runs in" in result.stdout and "2 done, 2 failed" in result.stdout
@@ -202,9 +203,14 @@ def test_reproduce_end_to_end_with_failing_jobs(tmp_path):
         f"smoke-{selection}.{suffix}" for selection in ("last", "best") for suffix in ("md", "tex", "csv")}
     assert "no dev table: no finished run has the evaluation with the lowest Deep Embedded" in result.stdout
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "smoke", "--collect-only",
-                            "--output-dir", str(tmp_path / "runs"), "--tables", str(tmp_path / "tables")],
-                           capture_output=True, text=True)
+                            "--output-dir", str(tmp_path / "runs"), "--tables", str(tmp_path / "tables"),
+                            "--records", str(tmp_path / "records")], capture_output=True, text=True)
     assert again.returncode == 0 and "2 done, 2 failed" in again.stdout
+    kept = {path.name for path in (tmp_path / "records" / "smoke").glob("*/*")}
+    assert kept == {"config.yaml", "labels.json", "metrics.jsonl", "summary.json", "done", "failed"}
+    assert load_script("collect").main([str(tmp_path / "records" / "smoke"), "--selection", "last", "--out",
+                                        str(tmp_path / "again"), "--name", "smoke"]) == 0
+    assert (tmp_path / "again" / "smoke-last.md").read_text() == (tmp_path / "tables" / "smoke-last.md").read_text()
     unknown = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "table9"], capture_output=True,
                              text=True)
     assert unknown.returncode == 2 and "no preset 'table9': choose one of bgn_table7" in unknown.stderr
@@ -299,7 +305,7 @@ def test_collect_uses_the_recorded_metric_and_refuses_to_mix(tmp_path):
         (folder / "done").write_text("")
     collect = load_script("collect")
     assert collect.main([str(tmp_path / "runs" / "ten_crop"), "--out", str(tmp_path), "--name", "t"]) == 0
-    assert "72.0 (n=1)" in (tmp_path / "t.md").read_text()
+    assert "72.0 (n=1)" in (tmp_path / "t-best.md").read_text()
     assert collect.main([str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]) == 2
     assert collect.main([str(tmp_path / "runs"), "--metric", "target_accuracy", "--out", str(tmp_path), "--name",
                          "t"]) == 0
@@ -339,3 +345,54 @@ def test_cpu_office31_gives_source_only_and_cdan_one_optimizer():
                   for method in ("source_only", "cdan")}
     assert {(o.optimizer.lr, o.optimizer.weight_decay, o.lr_schedule.gamma) for o in optimizers.values()} == {
         (0.01, 1e-3, 0.001)}
+
+
+# -- a cell never mixes what differs (runs pool as seeds only when their configs differ in the seed alone) -----------
+
+def recorded_run(folder, overrides: list[str], accuracy: float) -> None:
+    """A finished run folder as train.py writes it (config.yaml and labels.json of the composed config), with one
+    evaluation of ``accuracy``: what collect.py reads, without the training."""
+    cfg = compose_config(["logger=none", *overrides])
+    run = RunFolder(folder)
+    run.write_config(cfg)
+    run.write_labels(table_labels(cfg))
+    run.append_metrics({"step": 1, "target_accuracy": accuracy})
+    run.mark_done()
+
+
+#: (a setting, two values): each pair of runs differs in that setting only, besides the seed
+TABLE_SPLITS = [("experiment", "experiment=smoke", None), ("protocol", "protocol=tllib", "protocol=transnorm"),
+                ("dataset", "data=digits_embedded", "data=synthetic"), ("backbone", "backbone=dtn", "backbone=lenet")]
+
+
+@pytest.mark.parametrize("key,first,second", TABLE_SPLITS, ids=[case[0] for case in TABLE_SPLITS])
+def test_runs_of_another_preset_protocol_dataset_or_network_get_a_table_of_their_own(tmp_path, key, first, second):
+    for index, overrides in enumerate((first, second)):
+        for seed in (0, 1):
+            recorded_run(tmp_path / f"{index}-{seed}", [*([overrides] if overrides else []), f"seed={seed}",
+                                                        "report.metric=target_accuracy"], 50.0 + 10 * index + seed)
+    tables = collect_tables(find_runs([tmp_path]))
+    assert len(tables) == 2 and len({table.scope[key] for table in tables}) == 2
+    for table in tables:
+        [row] = table.rows
+        mean = 50.5 if table.cells[table.cells.task_label != "Avg"]["mean"].max() < 55 else 60.5
+        assert table.cell_text(row, table.tasks[0]) == f"{mean:.1f} ± 0.7 (n=2)"
+
+
+def test_a_swept_setting_outside_the_labels_makes_rows_not_seeds(tmp_path):
+    """The issue's case: two learning rates x two seeds pooled as four seeds ("49.0 ± 12.2 (n=4)")."""
+    for lr, seed, accuracy in ((0.01, 0, 60.0), (0.01, 1, 62.0), (0.0001, 0, 30.0), (0.0001, 1, 34.0)):
+        recorded_run(tmp_path / f"{lr}-{seed}", [f"optim.optimizer.lr={lr}", f"seed={seed}"], accuracy)
+    recorded_run(tmp_path / "trade_off", ["optim.optimizer.lr=0.01", "method.trade_off=0.5"], 70.0)
+    [table] = collect_tables(find_runs([tmp_path]))
+    cells = {row_text(row): table.cell_text(row, "M->U") for row in table.rows}
+    assert cells == {"cdan_e / transnorm (trade_off=1.0, lr=0.0001)": "32.0 ± 2.8 (n=2)",
+                     "cdan_e / transnorm (trade_off=1.0, lr=0.01)": "61.0 ± 1.4 (n=2)",
+                     "cdan_e / transnorm (trade_off=0.5, lr=0.01)": "70.0 (n=1)"}
+
+
+def test_runs_that_differ_in_where_they_live_pool_as_seeds(tmp_path):
+    recorded_run(tmp_path / "a", ["seed=0", "trainer.output_dir=/somewhere", "data.num_workers=0"], 60.0)
+    recorded_run(tmp_path / "b", ["seed=1", "trainer.output_dir=/elsewhere", "data.num_workers=4"], 62.0)
+    [table] = collect_tables(find_runs([tmp_path]))
+    assert [table.cell_text(row, "M->U") for row in table.rows] == ["61.0 ± 1.4 (n=2)"]

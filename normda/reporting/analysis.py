@@ -36,7 +36,7 @@ from normda.errors import DataNotFoundError
 def load_trained(run_dir: str | Path):
     """``(cfg, model, task)`` of a run: the model rebuilt from its config (no download: the checkpoint holds the
     weights) with its last checkpoint loaded, in eval mode."""
-    run = RunFolder(run_dir)
+    run = RunFolder.existing(run_dir)
     if not run.config.exists() or not run.checkpoint.exists():
         raise DataNotFoundError(f"{run.path} is not a run folder with a checkpoint: give a folder train.py wrote")
     cfg = OmegaConf.load(run.config)

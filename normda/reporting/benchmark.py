@@ -20,16 +20,15 @@ from scipy.stats import quantile_test
 from normda.experiment import resolve_device, versions
 from normda.run import atomic_write_text, register_resolvers
 
-CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's configs: the bench scripts run from it
-
 __all__ = ["compose_config", "machine", "markdown_table", "resolve_device", "synchronize", "write_results"]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config ``python train.py <overrides>`` would run with."""
+def compose_config(config_dir: Path, overrides: list[str]) -> DictConfig:
+    """The config ``python train.py <overrides>`` would run with, composed from ``config_dir`` (the checkout's
+    ``conf/``, which the bench scripts beside it name)."""
     register_resolvers()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir)):
         return compose("config", overrides=overrides)
 
 

@@ -7,17 +7,24 @@ checkpoint is chosen when the table is built, by one of :data:`SELECTIONS`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-from normda.run import RunFolder, atomic_write_text
+from omegaconf import OmegaConf
 
-#: published numbers, one CSV per source: ``paper_tables.csv`` (the five papers, ``scripts/paper_tables.py``) and
-#: others such as ``tllib_digits.csv`` (each row citing where its number was published)
-PUBLISHED_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper"
+from normda.run import IGNORED_FOR_IDENTITY, RunFolder, atomic_write_text
+
+#: published numbers, one CSV per source, installed with the package: ``paper_tables.csv`` (the five papers,
+#: ``scripts/paper_tables.py``) and others such as ``tllib_digits.csv`` (each row citing where its number was published)
+PUBLISHED_NUMBERS = Path(str(files("normda.reporting") / "published"))
+#: who published a number, as a cell names it: a paper's own table, or a library's documentation (by the CSV's
+#: ``paper`` column)
+PUBLISHERS = {"tllib": "TLlib"}
 #: what a table needs of a run that recorded no labels (a folder written before labels.json existed)
 UNLABELLED = {"experiment": "", "protocol": "", "dataset": "", "backbone": "", "method_label": "?", "norm_label": "?",
               "task_label": "?", "seed": -1}
@@ -48,37 +55,53 @@ SELECTIONS: dict[str, tuple[str, Callable[[list[dict], str], dict | None]]] = {
 
 @dataclass
 class Run:
-    """One run: its table labels, its metrics lines, and how it ended (``done``, ``failed`` with a reason, or
-    ``incomplete``: still running, or stopped without a word)."""
+    """One run: its table labels, its metrics lines, how it ended (``done``, ``failed`` with a reason, or
+    ``incomplete``: still running, or stopped without a word), and its recorded config as dotted keys."""
 
     name: str
     labels: dict
     metrics: list[dict]
     status: str
     reason: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def dotted(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"optim.optimizer.lr": 0.01, ...}``; lists as their JSON text."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return flat
 
 
 def load_run(path: Path) -> Run:
     folder = RunFolder.existing(path)
     metrics = folder.read_metrics()
     labels = folder.read_labels()
+    config = dotted(OmegaConf.to_container(OmegaConf.load(folder.config)) or {})
     if labels is None:
         return Run(path.name, {**UNLABELLED, **EARLIER_DEFAULTS}, metrics, "unlabelled", "no labels.json (a run "
-                   "folder from before normda recorded its labels): train it again to tabulate it")
+                   "folder from before normda recorded its labels): train it again to tabulate it", config)
     if folder.done:
         status, reason = "done", ""
     elif folder.failure.exists():
         status, reason = "failed", folder.failure.read_text().strip()
     else:
         status, reason = "incomplete", "no done marker: still running, or stopped without recording why"
-    return Run(path.name, {**EARLIER_DEFAULTS, **labels}, metrics, status, reason)
+    return Run(path.name, {**EARLIER_DEFAULTS, **labels}, metrics, status, reason, config)
+
+
+def run_folders(paths: Iterable[Path]) -> list[Path]:
+    """Every run folder (holding a ``config.yaml``) at or below ``paths``."""
+    return sorted({config.parent for path in paths for config in Path(path).rglob("config.yaml")
+                   if ".hydra" not in config.parts})
 
 
 def find_runs(paths: Iterable[Path]) -> list[Run]:
-    """Every run folder (holding a ``config.yaml``) at or below ``paths``."""
-    folders = sorted({config.parent for path in paths for config in Path(path).rglob("config.yaml")
-                      if ".hydra" not in config.parts})
-    return [load_run(folder) for folder in folders]
+    return [load_run(folder) for folder in run_folders(paths)]
 
 
 def recorded_choice(runs: list[Run], label: str) -> str:
@@ -89,6 +112,51 @@ def recorded_choice(runs: list[Run], label: str) -> str:
         raise ValueError(f"these runs were trained to be reported with different {label}s ({', '.join(values)}): "
                          f"choose one with --{label}, or collect them apart")
     return values[0] if values else EARLIER_DEFAULTS[label]
+
+
+#: the labels whose values never share a table: each preset, protocol, dataset and network makes its own
+TABLE_KEYS = ["experiment", "protocol", "dataset", "backbone"]
+#: what makes a table row: the method, the normalization and the variant (a preset's own swept settings, a held-out
+#: part of the source, any other setting that differs between runs of one cell), so that runs trained differently
+#: never share a cell
+ROW_KEYS = ["method_label", "norm_label", "variant"]
+#: recorded settings that may differ between the runs of one cell: the seed, and what never changes a result (where
+#: outputs and data live, the logger, worker counts: ``normda.run.IGNORED_FOR_IDENTITY``)
+POOLED = ("seed", *IGNORED_FOR_IDENTITY)
+
+
+def separate_tables(runs: list[Run]) -> list[list[Run]]:
+    """The runs split by :data:`TABLE_KEYS`, one list per table, in the order of those labels."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(str(run.labels.get(key, "")) for key in TABLE_KEYS), []).append(run)
+    return [groups[scope] for scope in sorted(groups)]
+
+
+def _pooled(key: str) -> bool:
+    return any(key == pooled or key.startswith(f"{pooled}.") for pooled in POOLED)
+
+
+def label_what_differs(runs: list[Run]) -> list[Run]:
+    """Runs whose recorded configs differ in more than the seed never pool as seeds: every setting that differs
+    between two runs of one cell (a swept learning rate, a norm setting given outside a preset's ``experiment.vary``)
+    joins the variant label of every run of the table (``lr=0.01``: the key's last part, or the whole key where two
+    differing keys share it), so each value gets its own row."""
+    cells: dict[tuple, list[Run]] = {}
+    for run in runs:
+        cells.setdefault(tuple(run.labels.get(key) for key in (*ROW_KEYS, "task_label")), []).append(run)
+    differing = sorted({key for members in cells.values() for key in set().union(*(m.config for m in members))
+                        if not _pooled(key) and len({repr(m.config.get(key)) for m in members}) > 1})
+    if not differing:
+        return runs
+    leaves = [key.rsplit(".", 1)[-1] for key in differing]
+    names = {key: leaf if leaves.count(leaf) == 1 else key for key, leaf in zip(differing, leaves)}
+
+    def variant(run: Run) -> str:
+        settings = [f"{names[key]}={run.config.get(key, 'absent')}" for key in differing]
+        return ", ".join(part for part in (run.labels.get("variant", ""), *settings) if part)
+
+    return [replace(run, labels={**run.labels, "variant": variant(run)}) for run in runs]
 
 
 def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy") -> pd.DataFrame:
@@ -107,18 +175,15 @@ def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_a
 
 def read_paper(experiment: str, folder: Path = PUBLISHED_NUMBERS) -> pd.DataFrame:
     """The published numbers for a preset, from every CSV in ``folder``: columns method_label, norm_label, variant
-    (always "": a published row trains on the whole source with its authors' settings), task_label, accuracy."""
-    columns = ["method_label", "norm_label", "variant", "task_label", "accuracy"]
-    files = sorted(folder.glob("*.csv")) if experiment else []
-    if not files:
+    (always "": a published row trains on the whole source with its authors' settings), task_label, accuracy and
+    published_by (``paper``, or the library whose documentation gives the number: :data:`PUBLISHERS`)."""
+    columns = ["method_label", "norm_label", "variant", "task_label", "accuracy", "published_by"]
+    sources = sorted(folder.glob("*.csv")) if experiment else []
+    if not sources:
         return pd.DataFrame(columns=columns)
-    table = pd.concat([pd.read_csv(path, dtype={"table": str}, keep_default_na=False) for path in files])
-    return table[table["experiment"] == experiment].assign(variant="")[columns].reset_index(drop=True)
-
-
-#: what makes a table row: the method, the normalization and the variant (a preset's own swept settings, a held-out
-#: part of the source), so that runs trained differently never share a cell
-ROW_KEYS = ["method_label", "norm_label", "variant"]
+    table = pd.concat([pd.read_csv(path, dtype={"table": str}, keep_default_na=False) for path in sources])
+    table = table.assign(variant="", published_by=[PUBLISHERS.get(paper, "paper") for paper in table["paper"]])
+    return table[table["experiment"] == experiment][columns].reset_index(drop=True)
 
 
 def row_text(row: tuple[str, str, str]) -> str:
@@ -130,12 +195,23 @@ def row_text(row: tuple[str, str, str]) -> str:
 class Table:
     """Per row and task: our mean, std and number of finished seeds, the paper's number and the difference."""
 
-    cells: pd.DataFrame  # tidy: method_label, norm_label, variant, task_label, mean, std, seeds, paper, difference
+    cells: pd.DataFrame  # tidy: method_label, norm_label, variant, task_label, mean, std, seeds, paper,
+    #                      published_by, difference
     rows: list[tuple[str, str, str]]
     tasks: list[str]
     problems: pd.DataFrame  # runs that are failed or incomplete
     selection: str
     metric: str
+    scope: dict[str, str] = field(default_factory=dict)  # the TABLE_KEYS labels its runs share
+
+    @property
+    def slug(self) -> str:
+        """``cpu_digits-tllib-digits-lenet``: the scope's values, for file names."""
+        return "-".join(value for value in self.scope.values() if value) or "runs"
+
+    def file_name(self, stem: str, one_of_several: bool) -> str:
+        """``<stem>-<selection>``, or ``<stem>-<slug>-<selection>`` where the runs made several tables."""
+        return f"{stem}-{self.slug}-{self.selection}" if one_of_several else f"{stem}-{self.selection}"
 
     def cell_text(self, row: tuple[str, str, str], task: str) -> str:
         match = (self.cells.task_label == task)
@@ -154,7 +230,7 @@ class Table:
         text = f"{ours} (n={int(cell.seeds)})"
         if not np.isnan(cell.paper):
             difference = "" if np.isnan(cell.difference) else f", {cell.difference:+.1f}"
-            text += f" [paper {cell.paper:.1f}{difference}]"
+            text += f" [{cell.published_by} {cell.paper:.1f}{difference}]"
         return text
 
     def frame(self) -> pd.DataFrame:
@@ -163,8 +239,11 @@ class Table:
                              for row in self.rows], columns=["method / norm"] + self.tasks)
 
     def caption(self) -> str:
-        return (f"{self.metric} (%), checkpoint: {SELECTIONS[self.selection][0]}. Cells: mean ± std over finished "
-                f"seeds (n), [the paper's number, our difference]; Avg over tasks when every task has a run.")
+        scope = ", ".join(f"{key} {value}" for key, value in self.scope.items() if value)
+        return ((f"Runs of {scope}. " if scope else "") +
+                f"{self.metric} (%), checkpoint: {SELECTIONS[self.selection][0]}. Cells: mean ± std over finished "
+                f"seeds (n), [the published number (the paper's, or a library's documentation's), our difference]; "
+                f"Avg over tasks when every task has a run.")
 
     def markdown(self) -> str:
         lines = [self.frame().to_markdown(index=False), "", self.caption()]
@@ -178,7 +257,8 @@ class Table:
         return self.frame().style.hide(axis="index").to_latex(hrules=True, caption=self.caption())
 
 
-def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric: str) -> Table:
+def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric: str,
+                scope: dict[str, str] | None = None) -> Table:
     finished = frame[frame.status == "done"]
     keys = [*ROW_KEYS, "task_label"]
     stats = (finished.groupby(keys)["accuracy"].agg(mean="mean", std="std", seeds="count").reset_index()
@@ -201,7 +281,23 @@ def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric
     grid["paper"] = pd.to_numeric(grid["paper"], errors="coerce")
     grid["difference"] = grid["mean"] - grid["paper"]
     problems = frame[frame.status != "done"].sort_values(keys + ["seed"])
-    return Table(grid, rows, [*tasks, "Avg"], problems, selection, metric)
+    return Table(grid, rows, [*tasks, "Avg"], problems, selection, metric, scope or {})
+
+
+def collect_tables(runs: list[Run], selection: str | None = None, metric: str | None = None,
+                   experiment: str | None = None) -> list[Table]:
+    """One table per :data:`TABLE_KEYS` scope of ``runs``, each with the selection and metric its runs recorded
+    (unless given), the published numbers of its preset (or of ``experiment``), and a row per setting that differs
+    between runs of a cell (:func:`label_what_differs`)."""
+    tables = []
+    for group in separate_tables(runs):
+        scope = {key: str(group[0].labels.get(key, "")) for key in TABLE_KEYS}
+        chosen_selection = selection or recorded_choice(group, "selection")
+        chosen_metric = metric or recorded_choice(group, "metric")
+        frame = runs_frame(label_what_differs(group), chosen_selection, chosen_metric)
+        tables.append(build_table(frame, read_paper(experiment or scope["experiment"]), chosen_selection,
+                                  chosen_metric, scope))
+    return tables
 
 
 def write_table(table: Table, folder: Path, name: str) -> list[Path]:
@@ -228,6 +324,8 @@ def wandb_runs(path: str, api: Any = None) -> list[Run]:
                    for row in remote.scan_history() if row.get("target_accuracy") is not None]
         status = "done" if remote.state == "finished" else ("failed" if remote.state in ("failed", "crashed")
                                                             else "incomplete")
-        labels = {**EARLIER_DEFAULTS, **(dict(remote.config).get("labels") or UNLABELLED)}
-        runs.append(Run(remote.name, labels, metrics, status, f"W&B state {remote.state}" if status != "done" else ""))
+        config = dict(remote.config)
+        labels = {**EARLIER_DEFAULTS, **(config.pop("labels", None) or UNLABELLED)}
+        runs.append(Run(remote.name, labels, metrics, status, f"W&B state {remote.state}" if status != "done" else "",
+                        dotted(config)))
     return runs
