@@ -396,3 +396,18 @@ def test_runs_that_differ_in_where_they_live_pool_as_seeds(tmp_path):
     recorded_run(tmp_path / "b", ["seed=1", "trainer.output_dir=/elsewhere", "data.num_workers=4"], 62.0)
     [table] = collect_tables(find_runs([tmp_path]))
     assert [table.cell_text(row, "M->U") for row in table.rows] == ["61.0 ± 1.4 (n=2)"]
+
+
+def test_a_failed_run_is_listed_under_the_table_never_a_column_of_its_own(tmp_path):
+    """A typo (data.source=Z) leaves a failed folder; the real table keeps its columns and its average."""
+    for seed in (0, 1):
+        recorded_run(tmp_path / f"good-{seed}", [f"seed={seed}"], 60.0 + seed)
+    cfg = compose_config(["logger=none", "data.source=Z", "data.target=U"])
+    typo = RunFolder(tmp_path / "typo")
+    typo.write_config(cfg)
+    typo.write_labels(table_labels(cfg))
+    typo.mark_failed("data=digits_embedded has no domain 'Z' (data.source): choose one of M (mnist), U (usps)")
+    [table] = collect_tables(find_runs([tmp_path]))
+    assert table.tasks == ["M->U", "Avg"] and [row_text(row) for row in table.rows] == ["cdan_e / transnorm"]
+    assert table.cell_text(table.rows[0], "Avg") == "60.5 (n=2)"
+    assert "Z->U / seed 0: failed (data=digits_embedded has no domain 'Z'" in table.markdown()

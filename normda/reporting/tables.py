@@ -263,9 +263,11 @@ def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric
     keys = [*ROW_KEYS, "task_label"]
     stats = (finished.groupby(keys)["accuracy"].agg(mean="mean", std="std", seeds="count").reset_index()
              if not finished.empty else pd.DataFrame(columns=keys + ["mean", "std", "seeds"]))
-    tasks = list(dict.fromkeys([*(t for t in paper.task_label if t != "avg"), *sorted(frame.task_label.unique())]))
+    # columns and rows come from the published numbers and the finished runs only: a failed or unfinished run (a
+    # typo's data.source=w) is listed under the table, never a column, row or average of its own
+    tasks = list(dict.fromkeys([*(t for t in paper.task_label if t != "avg"), *sorted(finished.task_label.unique())]))
     rows = list(dict.fromkeys([*paper[ROW_KEYS].itertuples(index=False, name=None),
-                               *sorted(frame[ROW_KEYS].itertuples(index=False, name=None))]))
+                               *sorted(finished[ROW_KEYS].itertuples(index=False, name=None))]))
     grid = pd.DataFrame([(*row, t) for row in rows for t in tasks], columns=keys).merge(stats, on=keys, how="left")
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     averages = []
