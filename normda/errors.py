@@ -29,6 +29,10 @@ class OutOfMemory(UserError, MemoryError):
     """The device ran out of memory for this batch size / image size."""
 
 
+class RunFolderGone(UserError, FileNotFoundError):
+    """The run folder was deleted while the run was writing to it."""
+
+
 def one_line(error: UserError) -> str:
     """The message of ``error`` on one line. An error raised in a DataLoader worker comes back wrapped in the
     worker's traceback ("Caught X in DataLoader worker process 0. Original Traceback ..."); its last line holds the

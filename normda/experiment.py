@@ -19,7 +19,7 @@ from normda import backbones, dann_cdan, datasets, normalization
 from normda.acceleration import Acceleration
 from normda.config_rules import check_rules
 from normda.distributed import Distributed
-from normda.errors import ConfigError, OutOfMemory, UserError, one_line
+from normda.errors import ConfigError, OutOfMemory, RunFolderGone, UserError, one_line
 from normda.loggers import build_logger
 from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
 from normda.optim import build_optimizer, check_targets
@@ -96,9 +96,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                               f"data.batch_size (now {cfg.data.batch_size}) or data.image_size, or set "
                               f"trainer.amp=true") from error
     except Exception as error:
+        if not Path(run_dir).is_dir() and isinstance(error, OSError):
+            raise RunFolderGone(f"the run folder {run_dir} was deleted while the run was writing to it "
+                                f"({type(error).__name__}): run the same command to train it again from the start"
+                                ) from error
         if Path(run_dir).is_dir():
             message = one_line(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-            RunFolder(run_dir).mark_failed(" ".join(message.split()))
+            RunFolder.existing(run_dir).mark_failed(" ".join(message.split()))
         raise
 
 

@@ -206,9 +206,12 @@ class RunFolder:
         atomic_write_text(self.metrics, lines + json.dumps(record) + "\n")
 
     def keep_metrics_until(self, step: int) -> list[dict]:
-        """Drop the lines written after ``step`` (the checkpoint a resumed run restarts from); return the rest."""
-        kept = [record for record in self.read_metrics() if record["step"] <= step]
-        atomic_write_text(self.metrics, "".join(json.dumps(record) + "\n" for record in kept))
+        """Drop the lines written after ``step`` (the checkpoint a resumed run restarts from, 0 for none); return the
+        rest."""
+        records = self.read_metrics()
+        kept = [record for record in records if record["step"] <= step]
+        if len(kept) < len(records):
+            atomic_write_text(self.metrics, "".join(json.dumps(record) + "\n" for record in kept))
         return kept
 
     def write_summary(self, summary: dict[str, Any]) -> None:

@@ -125,16 +125,12 @@ def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
                                        for name in names]) for _, terms in history]).cpu()
     bad = ~torch.isfinite(values)
     if distributed.any(bool(bad.any())) and not bad.any():
-        raise TrainingDivergedError("the loss of another process went non-finite (see its message): the run stopped "
-                                    "and kept its last good checkpoint")
+        raise TrainingDivergedError("the loss of another process went non-finite (see its message)")
     if bad.any():
         row, column = (int(index) for index in bad.nonzero()[0])
         step, name = history[row][0], names[column]
-        raise TrainingDivergedError(
-            f"the loss went non-finite at iteration {step} ({name} = {float(values[row, column])}): the run stopped "
-            f"and kept its last good checkpoint; lower optim.optimizer.lr (or set trainer.amp=false) and run the same "
-            f"command to resume from it"
-        )
+        raise TrainingDivergedError(f"the loss went non-finite at iteration {step} ({name} = "
+                                    f"{float(values[row, column])})")
 
 
 class Trainer:
@@ -161,6 +157,7 @@ class Trainer:
         self.best: dict[str, dict[str, float]] = {}  # per metric: the highest accuracy over evaluations, its step
         self.last: dict[str, Evaluation] = {}
         self.dev_risk: float | None = None  # of the last evaluation, with a source validation set
+        self.saved_step: int | None = None  # the iteration of the checkpoint in the run folder, if there is one
 
     # -- state -----------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -179,7 +176,9 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the run folder's checkpoint, if there is one."""
         state = self.run.load_checkpoint()
-        if state is None:
+        if state is None:  # a new run, or one whose checkpoint was deleted: no evaluation of it stands
+            if self.distributed.main:
+                self.run.keep_metrics_until(0)
             return
         self.model.load_state_dict(state["model"])
         self.method.load_state_dict(state["method"])
@@ -190,7 +189,9 @@ class Trainer:
         rng = state["rng"]
         set_rng_state(rng if isinstance(rng, dict) else rng[self.distributed.rank])  # a dict: a pre-DDP checkpoint
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
-        self.run.keep_metrics_until(self.step)
+        self.saved_step = self.step
+        if self.distributed.main:
+            self.run.keep_metrics_until(self.step)
         log.info("resuming %s from iteration %d", self.run.path, self.step)
 
     # -- loop ------------------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ class Trainer:
                 recent.append((self.step, terms))
                 evaluating = self.step % s.eval_every == 0 or self.step == s.iterations
                 if evaluating or self.step % s.finite_check_every == 0:
-                    check_finite(recent, self.distributed)
+                    self.check_finite(recent)
                     recent = []
                 if evaluating:
                     self.elapsed = time.perf_counter() - started
@@ -239,11 +240,27 @@ class Trainer:
                     state = self.state_dict()  # every process: it gathers their RNG states
                     if self.distributed.main:
                         self.run.save_checkpoint(state)
+                    self.saved_step = self.step
                     self.distributed.barrier()
                     sums, count = {}, 0
         if not self.last and self.distributed.main:  # resumed after the final evaluation, before the done marker
             self.last = self.evaluate(test_loaders)
         return self.summary() if self.distributed.main else {}
+
+    def check_finite(self, recent: list[tuple[int, dict[str, torch.Tensor | float]]]) -> None:
+        """:func:`check_finite`, whose error then says what the run folder kept and what to do."""
+        try:
+            check_finite(recent, self.distributed)
+        except TrainingDivergedError as error:
+            if self.saved_step is None:
+                kept = (f"the run stopped before its first checkpoint (iteration {self.settings.eval_every}), so no "
+                        f"state was kept: lower optim.optimizer.lr (or set trainer.amp=false) and start again (a "
+                        f"new run, in a folder of its own)")
+            else:
+                kept = (f"the run stopped and kept its checkpoint of iteration {self.saved_step}, which the same "
+                        f"command resumes from; a lower optim.optimizer.lr (or trainer.amp=false) is a new run, in "
+                        f"a folder of its own")
+            raise TrainingDivergedError(f"{error}: {kept}") from None
 
     def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
         accelerate = self.acceleration

@@ -7,7 +7,7 @@ import torch
 
 import normda.trainer as trainer_module
 from conftest import load_script, run_in_process
-from normda.errors import ConfigError, OutOfMemory, TrainingDivergedError
+from normda.errors import ConfigError, OutOfMemory, RunFolderGone, TrainingDivergedError
 from normda.experiment import train
 from normda.run import RunFolder
 from normda.trainer import check_finite
@@ -87,3 +87,39 @@ def test_a_diverging_job_in_a_sweep_fails_alone_and_collect_lists_it(tmp_path):
     assert "the loss went non-finite at iteration" in (failed / "failed").read_text()
     assert load_script("collect").main([str(tmp_path / "runs"), "--out", str(tmp_path / "tables")]) == 0
     assert "failed (the loss went non-finite at iteration" in (tmp_path / "tables" / "table-best.md").read_text()
+
+
+def test_a_nan_before_any_checkpoint_says_that_nothing_was_kept(make_config, tmp_path):
+    cfg = make_config("optim.optimizer.lr=1e12", "trainer.iterations=40", "trainer.eval_every=20")
+    with pytest.raises(TrainingDivergedError) as error:
+        train(cfg, tmp_path / "run")
+    message = str(error.value)
+    assert "the run stopped before its first checkpoint (iteration 20), so no state was kept" in message
+    assert "resume" not in message and not RunFolder(tmp_path / "run").checkpoint.exists()
+
+
+def test_a_run_whose_checkpoint_was_deleted_keeps_no_metrics_of_the_lost_state(make_config, tmp_path):
+    """Deleting a damaged checkpoint (as its message says) trains the run from the start: the evaluations of the
+    deleted state go too, so metrics.jsonl never holds two lines for one evaluation."""
+    cfg = make_config("trainer.iterations=6", "trainer.eval_every=2")
+    run = RunFolder(tmp_path / "run")
+    train(cfg, run.path)
+    run.done_marker.unlink()
+    run.checkpoint.unlink()
+    train(cfg, run.path)
+    assert [record["step"] for record in run.read_metrics()] == [2, 4, 6]
+
+
+def test_a_run_folder_deleted_while_training_is_one_line(make_config, tmp_path, monkeypatch):
+    import shutil
+
+    save = RunFolder.save_checkpoint
+
+    def delete_first(self, state):
+        shutil.rmtree(self.path)
+        save(self, state)
+
+    monkeypatch.setattr(RunFolder, "save_checkpoint", delete_first)
+    with pytest.raises(RunFolderGone, match=r"the run folder .*run was deleted while the run was writing to it "
+                                            r"\(FileNotFoundError\): run the same command"):
+        train(make_config("trainer.iterations=4", "trainer.eval_every=2"), tmp_path / "run")
