@@ -18,6 +18,7 @@ from hydra.types import RunMode
 
 from normda.cli import Started, fail, run_with_one_line_errors
 from normda.errors import UserError, one_line
+from normda.interrupts import Interrupted
 from normda.run import register_resolvers
 
 register_resolvers()
@@ -35,6 +36,9 @@ def main(cfg: DictConfig) -> float:
         if hydra_config.mode == RunMode.MULTIRUN:
             raise  # Hydra records the failed job, goes on with the others, and raises the first failure at the end
         fail(one_line(error))
+    except Interrupted as interrupted:  # the run is saved; a sweep stops here too
+        print(f"error: {interrupted.message()}", file=sys.stderr, flush=True)
+        sys.exit(interrupted.exit_status)
     if os.environ.get("RANK", "0") != "0":
         return summary["target_accuracy_last"]  # torchrun: process 0 reports
     ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"

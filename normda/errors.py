@@ -33,6 +33,10 @@ class RunFolderGone(UserError, FileNotFoundError):
     """The run folder was deleted while the run was writing to it."""
 
 
+class RunFolderBusy(UserError, RuntimeError):
+    """Another process holds the run folder's lock: it is training the same run."""
+
+
 def one_line(error: UserError) -> str:
     """The message of ``error`` on one line. An error raised in a DataLoader worker comes back wrapped in the
     worker's traceback ("Caught X in DataLoader worker process 0. Original Traceback ..."); its last line holds the

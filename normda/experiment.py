@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import platform
 import random
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from normda import backbones, dann_cdan, datasets, normalization
 from normda.acceleration import Acceleration
 from normda.config_rules import check_rules
 from normda.distributed import Distributed
-from normda.errors import ConfigError, OutOfMemory, RunFolderGone, UserError, one_line
+from normda.errors import ConfigError, OutOfMemory, RunFolderBusy, RunFolderGone, UserError, one_line
+from normda.interrupts import Interrupts
 from normda.loggers import build_logger
 from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
 from normda.optim import build_optimizer, check_targets
@@ -95,6 +97,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             raise OutOfMemory(f"out of memory ({str(error).splitlines()[0][:120]}): lower "
                               f"data.batch_size (now {cfg.data.batch_size}) or data.image_size, or set "
                               f"trainer.amp=true") from error
+    except RunFolderBusy:
+        raise  # the folder is another process's: nothing of this one is written there
     except Exception as error:
         if not Path(run_dir).is_dir() and isinstance(error, OSError):
             raise RunFolderGone(f"the run folder {run_dir} was deleted while the run was writing to it "
@@ -112,18 +116,22 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
     check_config(cfg)
     run = RunFolder(run_dir)
-    if run.done:
-        log.info("already finished: %s; delete the folder to train it again", run.path)
-        return {**run.read_summary(), "already_finished": True}
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     distributed, device = Distributed.from_environment(resolve_device(cfg.trainer.device))
     try:
-        return _train_process(cfg, run, distributed, device)
+        with run.writer_lock() if distributed.main else nullcontext():  # one writer per run folder
+            if run.done:
+                log.info("already finished: %s; delete the folder to train it again", run.path)
+                return {**run.read_summary(), "already_finished": True}
+            # SIGINT/SIGTERM save the run and stop it; under torchrun the processes stop as torchrun stops them
+            with Interrupts(enabled=not distributed.active) as interrupts:
+                return _train_process(cfg, run, distributed, device, interrupts)
     finally:
         distributed.shutdown()
 
 
-def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, device: torch.device) -> dict[str, Any]:
+def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, device: torch.device,
+                   interrupts: Interrupts) -> dict[str, Any]:
     """This process's part of the run (the whole run without torchrun)."""
     labels = table_labels(cfg)
     if distributed.main:  # first, so that a run that fails to start is still listed, with its reason
@@ -155,7 +163,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     logger_cfg = cfg.logger if distributed.main else OmegaConf.create({"name": "none"})
     logger = build_logger(logger_cfg, run.path, identity, run_name(cfg), config)
     try:
-        trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings)
+        trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings, interrupts)
         trainer.resume()
         sizes = ", ".join(f"{part.replace('_', ' ')} {count}" for part, count in task.sizes().items())
         log.info("%s -> %s: %s (%s images) on %s%s", task.source, task.target, run.path.name, sizes, device,

@@ -6,6 +6,7 @@
         summary.json     last/best accuracy, timings      train.log, .hydra/  Hydra's own files
         done             written last, when the run has finished
         failed           the one-line reason, when the run stopped on an error (removed when it finishes later)
+        lock             held by the process training the run (its id and host), empty otherwise
 
 The recorded config is the resolved one without Hydra's node and without the lookup tables that configs read values
 from (keys starting with ``_``, such as TLlib's per-task digits learning rates): the values they gave are in it, the
@@ -15,18 +16,24 @@ setting a new one. Every file is written to a temporary name and renamed, so a c
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from normda.errors import ConfigError
+from normda.errors import ConfigError, RunFolderBusy
 from normda.registry import check_setting
+
+log = logging.getLogger(__name__)
 
 IGNORED_FOR_IDENTITY = (
     "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
@@ -176,6 +183,7 @@ class RunFolder:
         self.checkpoint = self.path / "checkpoint.pt"
         self.done_marker = self.path / "done"
         self.failure = self.path / "failed"
+        self.lock_file = self.path / "lock"
 
     @classmethod
     def existing(cls, path: str | Path) -> "RunFolder":
@@ -241,6 +249,38 @@ class RunFolder:
 
     def mark_failed(self, reason: str) -> None:
         atomic_write_text(self.failure, reason + "\n")
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the folder's lock while a process trains it: an exclusive ``flock`` on ``lock``, which names the
+        holder (``process 1234 on host``). A second process is refused at once, naming the holder; the kernel drops
+        the lock of a process that dies, so a ``lock`` that still names one but is not held was left by a dead
+        process, and is taken over with a line saying so. The file is emptied on release."""
+        handle = open(self.lock_file, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunFolderBusy(f"{holder} is training the run folder {self.path}: wait for it to finish or stop "
+                                    f"it; two processes would write the same files") from None
+            handle.seek(0)
+            left = handle.read().strip()
+            if left:
+                log.warning("took over the lock of %s on %s, which is no longer running", left, self.path)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+        finally:
+            handle.close()  # releases the lock
 
     def keep_records(self, folder: str | Path) -> Path:
         """Copy this run's :data:`RECORDS` into ``folder/<run name>/``, replacing an older copy whole (a record the

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from normda.acceleration import Acceleration
 from normda.distributed import Distributed
 from normda.evaluate import Evaluation, evaluate
+from normda.interrupts import Interrupted, Interrupts
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs
 from normda.run import RunFolder
 from normda.validation import deep_embedded_validation
@@ -136,7 +137,8 @@ def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
 class Trainer:
     def __init__(self, model: nn.Module, normalization: Normalization, method: AdaptationMethod,
                  task: DomainAdaptationTask, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, run: RunFolder, logger, settings: TrainerSettings):
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, run: RunFolder, logger, settings: TrainerSettings,
+                 interrupts: Interrupts | None = None):
         self.model = model
         self.normalization = normalization
         self.method = method
@@ -158,6 +160,11 @@ class Trainer:
         self.last: dict[str, Evaluation] = {}
         self.dev_risk: float | None = None  # of the last evaluation, with a source validation set
         self.saved_step: int | None = None  # the iteration of the checkpoint in the run folder, if there is one
+        self.interrupts = interrupts  # a SIGINT/SIGTERM to stop at (normda/interrupts.py)
+        # the training losses summed since the last evaluation, and their count (a checkpoint between evaluations,
+        # an interrupted run's, keeps them, so that the next evaluation's means are the uninterrupted run's)
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.count = 0
 
     # -- state -----------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -171,6 +178,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
             "rng": self.distributed.gather(rng_state()),  # one per process
+            "train_sums": {key: float(value) for key, value in self.sums.items()},
+            "train_count": self.count,
         }
 
     def resume(self) -> None:
@@ -189,6 +198,7 @@ class Trainer:
         rng = state["rng"]
         set_rng_state(rng if isinstance(rng, dict) else rng[self.distributed.rank])  # a dict: a pre-DDP checkpoint
         self.step, self.elapsed, self.best = state["step"], state["elapsed"], state["best"]
+        self.sums, self.count = dict(state.get("train_sums", {})), state.get("train_count", 0)
         self.saved_step = self.step
         if self.distributed.main:
             self.run.keep_metrics_until(self.step)
@@ -212,8 +222,6 @@ class Trainer:
         self.model.train()
         self.method.train()
 
-        sums: dict[str, torch.Tensor | float] = {}
-        count = 0
         recent: list[tuple[int, dict[str, torch.Tensor | float]]] = []  # the loss terms since the last finite check
         started = time.perf_counter() - self.elapsed
         with tqdm(total=s.iterations, initial=self.step, desc="train", dynamic_ncols=True,
@@ -221,8 +229,8 @@ class Trainer:
             while self.step < s.iterations:
                 terms = self.train_step(next(source_batches), next(target_batches) if target_batches else None)
                 for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                count += 1
+                    self.sums[key] = self.sums.get(key, 0.0) + value
+                self.count += 1
                 self.step += 1
                 bar.update(1)
                 recent.append((self.step, terms))
@@ -232,20 +240,29 @@ class Trainer:
                     recent = []
                 if evaluating:
                     self.elapsed = time.perf_counter() - started
-                    means = {key: float(value) / count for key, value in sums.items()}
+                    means = {key: float(value) / self.count for key, value in self.sums.items()}
                     if self.distributed.main:
                         self.evaluate_and_record(means, test_loaders)
                         bar.set_postfix(loss=f"{means['loss']:.3f}",
                                         target_acc=f"{self.last['target_accuracy'].accuracy:.1f}")
-                    state = self.state_dict()  # every process: it gathers their RNG states
-                    if self.distributed.main:
-                        self.run.save_checkpoint(state)
-                    self.saved_step = self.step
-                    self.distributed.barrier()
-                    sums, count = {}, 0
+                    self.sums, self.count = {}, 0
+                    self.save_checkpoint()
+                if self.interrupts is not None and self.interrupts.requested and self.step < s.iterations:
+                    if not evaluating:  # an evaluation has just saved the run
+                        self.check_finite(recent)
+                        self.elapsed = time.perf_counter() - started
+                        self.save_checkpoint()
+                    raise Interrupted(self.step, self.interrupts.requested)
         if not self.last and self.distributed.main:  # resumed after the final evaluation, before the done marker
             self.last = self.evaluate(test_loaders)
         return self.summary() if self.distributed.main else {}
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # every process: it gathers their RNG states
+        if self.distributed.main:
+            self.run.save_checkpoint(state)
+        self.saved_step = self.step
+        self.distributed.barrier()
 
     def check_finite(self, recent: list[tuple[int, dict[str, torch.Tensor | float]]]) -> None:
         """:func:`check_finite`, whose error then says what the run folder kept and what to do."""

@@ -2,6 +2,8 @@
 unreadable checkpoints; and what checkpoint loading refuses."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -123,3 +125,52 @@ def test_a_run_folder_deleted_while_training_is_one_line(make_config, tmp_path, 
     with pytest.raises(RunFolderGone, match=r"the run folder .*run was deleted while the run was writing to it "
                                             r"\(FileNotFoundError\): run the same command"):
         train(make_config("trainer.iterations=4", "trainer.eval_every=2"), tmp_path / "run")
+
+
+def test_one_writer_per_run_folder_and_a_dead_holder_is_taken_over(tmp_path, caplog):
+    from normda.errors import RunFolderBusy
+
+    run = RunFolder(tmp_path / "run")
+    with run.writer_lock():
+        assert run.lock_file.read_text().startswith(f"process {os.getpid()} on ")
+        with pytest.raises(RunFolderBusy, match=f"process {os.getpid()} on .* is training the run folder"):
+            with run.writer_lock():
+                pass
+    assert run.lock_file.read_text() == ""  # released
+    run.lock_file.write_text("process 4194303 on elsewhere")  # what a process killed while training leaves
+    with caplog.at_level("WARNING"), run.writer_lock():
+        pass
+    assert "took over the lock of process 4194303 on elsewhere" in caplog.text
+
+
+def test_an_interrupt_between_evaluations_saves_what_the_next_one_needs(make_config, tmp_path, monkeypatch):
+    """The trainer stops after the step a signal lands in; resumed, the run's evaluations (the training-loss means
+    over each interval included) are those of the run that was never interrupted."""
+    import signal
+
+    from normda.interrupts import Interrupted
+
+    cfg = make_config("trainer.iterations=15", "trainer.eval_every=5", "method=dann")
+    train(cfg, tmp_path / "whole")
+    step = trainer_module.Trainer.train_step
+
+    def signalled_in_step_7(self, *batches):
+        terms = step(self, *batches)
+        if self.step == 6:  # the seventh step, counted after it returns
+            self.interrupts.requested = signal.SIGINT
+        return terms
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", signalled_in_step_7)
+    with pytest.raises(Interrupted, match="interrupted at iteration 7") as stopped:
+        train(cfg, tmp_path / "stopped")
+    assert stopped.value.exit_status == 130
+    stopped_run = RunFolder(tmp_path / "stopped")
+    assert stopped_run.load_checkpoint()["step"] == 7 and not stopped_run.failure.exists()
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", step)
+    train(cfg, tmp_path / "stopped")
+
+    def evaluations(folder):
+        return [{key: value for key, value in record.items() if key != "wall_time_s"}
+                for record in RunFolder(folder).read_metrics()]
+
+    assert evaluations(tmp_path / "stopped") == evaluations(tmp_path / "whole")

@@ -133,3 +133,59 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
 
     again = train(tmp_path / "killed")
     assert "already finished, nothing to do" in again
+
+
+def interrupt_after_first_evaluation(output: Path, signal_number: int) -> tuple[Path, str, int]:
+    """Start the run, send ``signal_number`` once its first evaluation is on disk (so the signal lands between two
+    evaluations), and return its folder, its output and its exit status."""
+    process = train(output, wait=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        folder = next((p for p in output.glob("*") if p.is_dir()), None)
+        if folder and (folder / "metrics.jsonl").exists() and metrics(folder):
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)  # past the checkpoint of that evaluation, most often
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal_number)
+    out, _ = process.communicate(timeout=120)
+    return run_folder(output), out, process.returncode
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_saves_says_so_and_resumes_to_the_uninterrupted_result(tmp_path, signal_number, status):
+    train(tmp_path / "whole")
+    whole = run_folder(tmp_path / "whole")
+    folder, out, returncode = interrupt_after_first_evaluation(tmp_path / "stopped", signal_number)
+    name = signal.Signals(signal_number).name
+    assert returncode == status and "Traceback" not in out
+    [line] = [line for line in out.splitlines() if line.startswith("error: ")]
+    step = torch.load(folder / "checkpoint.pt", weights_only=True)["step"]
+    assert line == (f"error: interrupted at iteration {step} ({name}); its checkpoint is saved: run the same command "
+                    f"to resume")
+    assert 15 <= step < 60 and not (folder / "done").exists() and not (folder / "failed").exists()
+    assert "resuming" in train(tmp_path / "stopped")
+    assert metrics(folder) == metrics(whole)  # the training-loss means too: the partial sums were saved
+    assert json.loads((folder / "summary.json").read_text())["target_accuracy_last"] == \
+        json.loads((whole / "summary.json").read_text())["target_accuracy_last"]
+
+
+@pytest.mark.slow
+def test_a_second_command_on_a_running_folder_is_refused_naming_the_first(tmp_path):
+    command = [sys.executable, str(ROOT / "train.py"), "data=synthetic", "logger=none", "trainer.progress=false",
+               "trainer.iterations=1000000", "trainer.eval_every=1000000", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / "run" / "lock"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+            time.sleep(0.05)
+        second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"error: process {first.pid} on " in second.stderr
+    assert "is training the run folder" in second.stderr and not (tmp_path / "run" / "failed").exists()
