@@ -12,6 +12,7 @@ labels are never read in training. Images of any size and mode are prepared as t
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ def custom_domains(cfg: Any, what: str) -> tuple[Path, str, str]:
     """``data.root`` of one's own domains (which must exist: it holds ``what``) and the source and target names (two
     different ones), after the image settings are checked."""
     root = Path(str(cfg.root)).expanduser()
+    if root.is_file():
+        raise DataNotFoundError(f"data.root={root} is a file, not a folder: set data.root to the folder that holds "
+                                f"your {what}")
     if not root.is_dir():
         raise DataNotFoundError(f"data.root={root} does not exist: set data.root to the folder that holds your "
                                 f"{what}")
@@ -52,6 +56,12 @@ def scan_domain(folder: Path, key: str, root: Path) -> tuple[list[Sample], list[
         raise DataNotFoundError(f"{key}: {folder} holds no class folders ({error}): arrange it as "
                                 f"<domain>/<class>/<image>") from error
     pairs = make_dataset(str(folder), class_to_index, extensions=IMG_EXTENSIONS, allow_empty=True)
+    others = Counter(path.suffix.lower() or path.name for name in classes for path in (folder / name).rglob("*")
+                     if path.is_file() and not path.name.lower().endswith(IMG_EXTENSIONS))
+    if others:
+        log.warning("%s: left out %d files that are not images of a known type (%s) in %s: convert them to .jpg or "
+                    ".png to train on them", key, sum(others.values()),
+                    ", ".join(f"{suffix}: {count}" for suffix, count in sorted(others.items())), folder)
     counts = dict.fromkeys(classes, 0)
     for _, label in pairs:
         counts[classes[label]] += 1

@@ -7,9 +7,10 @@ archives) and registers its ``build``; everything else is shared:
 * ``data.download=true`` fetches missing archives (``datasets.download``) and then checks each domain's list against
   the known number of images and classes; with the data in place nothing is downloaded.
 * ``data.list_files={A: my_amazon.txt}`` uses a list of one's own for a domain (relative to ``data.root``).
-* A listed image that is missing is an error naming it; ``data.skip_bad=true`` leaves out missing images, and checks
-  every image once so that unreadable ones are left out too; both are counted in ``summary.json``. Without it, an
-  unreadable image stops the run with an error naming the file when it is loaded.
+* A listed image that is missing is an error naming it; ``data.skip_bad=true`` leaves out missing images, and decodes
+  every image once so that unreadable and truncated ones (what an interrupted copy leaves) are left out too; both are
+  counted in the log and in ``summary.json``. Without it, an unreadable image stops the run with an error naming the
+  file when it is loaded.
 """
 from __future__ import annotations
 
@@ -52,11 +53,12 @@ def read_image_list(list_file: Path, root: Path, num_classes: int) -> list[Sampl
 
 
 def is_readable(path: Path) -> bool:
+    """Whether ``path`` decodes whole: a truncated JPEG passes PIL's ``verify`` (headers only) but not ``load``."""
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()
         return True
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False
 
 
@@ -79,6 +81,9 @@ def drop_bad(samples: list[Sample], list_file: Path, skip_bad: bool) -> tuple[li
     if not present:
         raise DataNotFoundError(f"none of the {len(samples)} images listed in {list_file} can be used: check "
                                 f"data.root")
+    if missing or unreadable:
+        log.warning("data.skip_bad: left out %d missing and %d unreadable of the %d images of %s", missing,
+                    unreadable, len(samples), list_file)
     return present, {"missing": missing, "unreadable": unreadable}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from omegaconf import ListConfig
 
@@ -56,6 +56,10 @@ def image_list(cfg: Any) -> DomainAdaptationTask:
     root, source, target = custom_domains(cfg, "your list files")
     classes = read_classes(cfg.classes, root)
     lists = cfg.lists or {}
+    for key in ("lists", "test_lists"):
+        if cfg[key] is not None and not isinstance(cfg[key], Mapping):
+            raise ConfigError(f"data.{key}={cfg[key]!r} is not a mapping of domain names to list files: quote it "
+                              f"for the shell, data.{key}='{{photos: photos.txt, sketches: sketches.txt}}'")
     files = {"source": list_path(root, "data.source", lists, source),
              "target": list_path(root, "data.target", lists, target)}
     if target in (cfg.test_lists or {}):
@@ -67,5 +71,10 @@ def image_list(cfg: Any) -> DomainAdaptationTask:
     samples, bad = {}, {}
     for part, path in files.items():
         samples[part], bad[path.name] = drop_bad(read_image_list(path, root, len(classes)), path, cfg.skip_bad)
+    absent = sorted(set(classes) - {classes[label] for _, label in samples["source"]})
+    if absent:
+        raise ConfigError(f"data.classes lists {', '.join(absent)}, which the source list {files['source']} has no "
+                          f"image of: a class the source never shows cannot be learnt; remove it from data.classes "
+                          f"(and relabel), or add its images")
     return image_task(cfg, samples["source"], samples["target"], samples.get("target_test", samples["target"]),
                       classes, (source, target), {"images_left_out": bad})

@@ -105,8 +105,9 @@ def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -
     except MissingMandatoryValue as error:
         fail(unset_value(error))
     except InterpolationResolutionError as error:  # raised while Hydra resolves the run folder's name
-        if isinstance(error.__cause__, UserError):
-            fail(one_line(error.__cause__))
+        cause = user_error_behind(error)
+        if cause is not None:
+            fail(one_line(cause))
         if "Missing mandatory value" not in str(error):
             raise
         fail(unset_value(error))
@@ -115,6 +116,15 @@ def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -
             raise
         fail(f"cannot create the run folder {error.filename} ({why_not_writable(Path(error.filename))}): set "
              f"trainer.output_dir to a folder you can write")
+
+
+def user_error_behind(error: BaseException) -> UserError | None:
+    """The :class:`UserError` a resolver raised, which OmegaConf re-raises as another exception: it keeps the original
+    as ``__cause__`` only when ``OC_CAUSE=1``, and always as ``__context__``."""
+    seen = error.__cause__ or error.__context__
+    while seen is not None and not isinstance(seen, UserError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
 def why_not_writable(folder: Path) -> str:

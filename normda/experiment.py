@@ -10,7 +10,7 @@ import platform
 import random
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from normda.loggers import build_logger
 from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
 from normda.optim import build_optimizer, check_targets
 from normda.run import RunFolder, config_id, recorded_config, run_name, table_labels
-from normda.registry import check_setting, check_settings, node_settings
+from normda.registry import AtLeast, check_setting, check_settings, node_settings
 from normda.trainer import Trainer, TrainerConfig, TrainerSettings, training_length
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"trainer.device={name} is not a device: give auto, cpu, cuda or cuda:<index>") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name} but no CUDA device is available: use trainer.device=auto or cpu")
     return device
@@ -69,7 +72,7 @@ def check_config(cfg: DictConfig) -> None:
     """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has, the
     optimizer and schedule) and the rules between keys (``normda/config_rules.py``), before anything is built; each
     axis's own settings are checked by its registry when it is built."""
-    check_setting("seed", cfg.seed, int)
+    check_setting("seed", cfg.seed, Annotated[int, AtLeast(0)])  # numpy's seeds are unsigned
     check_settings(TrainerConfig, cfg.trainer, "trainer")
     datasets.check_common_settings(cfg.data)
     check_targets(cfg.optim)
@@ -97,6 +100,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             raise OutOfMemory(f"out of memory ({str(error).splitlines()[0][:120]}): lower "
                               f"data.batch_size (now {cfg.data.batch_size}) or data.image_size, or set "
                               f"trainer.amp=true") from error
+        except RuntimeError as error:  # the CPU's allocator raises a plain RuntimeError
+            if "DefaultCPUAllocator: not enough memory" not in str(error):
+                raise
+            raise OutOfMemory(f"the batch of {cfg.data.batch_size} + {cfg.data.batch_size} images at "
+                              f"{cfg.data.image_size} px needs more memory than this machine has: lower "
+                              f"data.batch_size or data.image_size") from error
     except RunFolderBusy:
         raise  # the folder is another process's: nothing of this one is written there
     except Exception as error:

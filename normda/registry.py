@@ -42,9 +42,10 @@ class Below:
 
 
 def closest(word: str, choices: list[str]) -> str | None:
-    """The choice closest to ``word`` in spelling, if any is close."""
-    close = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1, cutoff=0.6)
-    return close[0] if close else None
+    """The choice closest to ``word`` in spelling, if any is close (letter case aside: ``CDAN`` finds ``cdan``)."""
+    by_lower = {str(choice).lower(): str(choice) for choice in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
 
 
 def suggestion(word: str, choices: list[str]) -> str:

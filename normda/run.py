@@ -120,6 +120,11 @@ def variant_label(cfg: DictConfig) -> str:
 
 
 def run_name(cfg: DictConfig) -> str:
+    for key in ("source", "target"):  # a name with a slash (shell completion's "webcam/") would nest the folder
+        name = str(cfg.data[key])
+        if "/" in name or "\\" in name:
+            raise ConfigError(f"data.{key}={name!r} is a path: name the domain alone, "
+                              f"data.{key}={Path(name).name or name.strip('/')}")
     backbone = cfg.backbone.get("model") or cfg.backbone.name
     return (f"{cfg.data.name}-{cfg.data.source}2{cfg.data.target}-{cfg.method.name}-{cfg.norm.name}-{backbone}"
             f"-seed{cfg.seed}-{config_id(cfg)}")

@@ -122,6 +122,34 @@ def test_folders_one_line_errors(make_config, folders_root, damage, expected):
     assert expected in str(error.value)
 
 
+def test_a_truncated_image_is_skipped_and_counted(make_config, folders_root, caplog):
+    """What an interrupted copy leaves: a JPEG cut after 2,000 bytes passes PIL's header check but not its decoder."""
+    truncated = folders_root / "photos" / "dog" / "cut.jpg"
+    write_image(truncated.with_suffix(".png"), "RGB", (300, 300), 7)
+    Image.open(truncated.with_suffix(".png")).save(truncated, quality=95)
+    truncated.with_suffix(".png").unlink()
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    with caplog.at_level("WARNING"):
+        task = datasets.build(folders_config(make_config, folders_root, "backbone=dtn", "data.skip_bad=true").data)
+    assert len(task.source_train) == 12 and task.notes["images_left_out"]["photos"]["unreadable"] == 1
+    assert "data.skip_bad: left out 0 missing and 1 unreadable of the 13 images" in caplog.text
+
+
+def test_files_of_other_types_are_left_out_with_a_word(make_config, folders_root, caplog):
+    (folders_root / "photos" / "cat" / "animated.gif").write_bytes(b"GIF89a")
+    with caplog.at_level("WARNING"):
+        task = datasets.build(folders_config(make_config, folders_root, "backbone=dtn").data)
+    assert len(task.source_train) == 12
+    assert "data.source=photos: left out 1 files that are not images of a known type (.gif: 1)" in caplog.text
+
+
+def test_a_listed_class_without_a_source_image_is_an_error(make_config, folders_root):
+    write_lists(folders_root)
+    (folders_root / "classes.txt").write_text("\n".join([*CLASSES, "wolf"]) + "\n")
+    with pytest.raises(UserError, match="data.classes lists wolf, which the source list .*photos.txt has no image"):
+        datasets.build(lists_config(make_config, folders_root).data)
+
+
 def test_a_corrupt_image_is_skipped_or_named(make_config, folders_root):
     corrupt = folders_root / "photos" / "dog" / "broken.jpg"
     corrupt.write_bytes(b"not a jpeg")
@@ -142,11 +170,18 @@ def test_a_corrupt_image_is_skipped_or_named(make_config, folders_root):
     (["data=folders", "data.root=ROOT"], "data.source must be set: add data.source=<value> to the command"),
     (["data=image_list", "data.root=ROOT", "data.source=photos", "data.target=sketches", "data.classes=[cat,dog,fox]"],
      "data.source=photos has no list: give data.lists='{photos: <file>, ...}'"),
+    (["data=folders", "data.root=ROOT/photos/cat/0.png", "data.source=photos", "data.target=sketches"],
+     "data.root=ROOT/photos/cat/0.png is a file, not a folder"),
+    (["data=folders", "data.root=ROOT", "data.source=photos/", "data.target=sketches"],
+     "data.source='photos/' is a path: name the domain alone, data.source=photos"),
+    # what bash's brace expansion leaves of an unquoted data.lists={photos:photos.txt,sketches:sketches.txt}
+    (["data=image_list", "data.root=ROOT", "data.source=photos", "data.target=sketches", "data.classes=[cat,dog,fox]",
+      "data.lists=sketches:sketches.txt"], "data.lists='sketches:sketches.txt' is not a mapping of domain names"),
 ])
 def test_custom_domains_bad_input_is_one_line(folders_root, tmp_path, arguments, expected):
     result = run_in_process(*[a.replace("ROOT", str(folders_root)) for a in arguments], "logger=none",
                             "backbone=dtn", cwd=tmp_path)
-    assert result.returncode == 2 and expected in result.stderr
+    assert result.returncode == 2 and expected.replace("ROOT", str(folders_root)) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 

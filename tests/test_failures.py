@@ -57,6 +57,17 @@ def test_out_of_memory_is_recorded_with_the_fix(make_config, tmp_path, monkeypat
     assert "out of memory" in RunFolder(tmp_path / "run").failure.read_text()
 
 
+def test_a_batch_the_cpu_cannot_hold_names_its_size_and_the_fix(make_config, tmp_path, monkeypatch):
+    def exhausted(self, *batches):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: you "
+                           "tried to allocate 96636764160 bytes.")
+
+    monkeypatch.setattr(trainer_module.Trainer, "train_step", exhausted)
+    with pytest.raises(OutOfMemory, match=r"the batch of 8 \+ 8 images at 32 px needs more memory than this machine "
+                                          r"has: lower data.batch_size or data.image_size"):
+        train(make_config(), tmp_path / "run")
+
+
 def test_a_damaged_checkpoint_is_a_one_line_error(make_config, tmp_path):
     run = RunFolder(tmp_path / "run")
     run.checkpoint.write_bytes(b"not a checkpoint")

@@ -23,8 +23,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # an unreadable file is the user's to fix, whatever the unpickler raised
-        raise WeightsUnavailableError(f"cannot read backbone.weights={path} ({error}): give a PyTorch state dict") \
-            from error
+        reason = " ".join(str(error).split())[:160]
+        raise WeightsUnavailableError(f"cannot read backbone.weights={path}: it is not a PyTorch (.pth, .pt) or "
+                                      f".safetensors weights file ({type(error).__name__}: {reason}): give the file "
+                                      f"the weights were saved to") from error
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
