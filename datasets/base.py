@@ -36,6 +36,7 @@ class DomainAdaptationTask:
     notes: dict = field(default_factory=dict)
     target_test_ten_crop: Dataset | None = None
     source_val: Dataset | None = None  # labelled source held out of training (data.source_val_fraction)
+    inputs: dict | None = None  # what identifies the files it reads (image files: count, bytes, names and sizes)
 
     @property
     def num_classes(self) -> int:

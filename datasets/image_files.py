@@ -14,6 +14,7 @@ archives) and registers its ``build``; everything else is shared:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -109,6 +110,19 @@ class ImageList(Dataset):
         return image, label
 
 
+def fingerprint(samples: list[Sample], root: Path) -> dict[str, Any]:
+    """What identifies a task's image files, cheaply: how many, their bytes, and a hash of their names (relative to
+    ``root``, so that the same data under another folder matches) and sizes; a run records it (``inputs.json``) and
+    checks it when it resumes or reports itself finished."""
+    lines, total = [], 0
+    for path in sorted({path for path, _ in samples}):
+        size = path.stat().st_size
+        total += size
+        name = path.relative_to(root) if path.is_relative_to(root) else path
+        lines.append(f"{name}\t{size}")
+    return {"images": len(lines), "bytes": total, "sha1": hashlib.sha1("\n".join(lines).encode()).hexdigest()}
+
+
 def image_task(cfg: Any, source: list[Sample], target: list[Sample], target_test: list[Sample], classes: list[str],
                names: tuple[str, str], notes: dict) -> DomainAdaptationTask:
     """The task of image files: the source (less the ``data.source_val_fraction`` held out, with the test transform),
@@ -126,6 +140,7 @@ def image_task(cfg: Any, source: list[Sample], target: list[Sample], target_test
         target=names[1],
         notes=notes,
         target_test_ten_crop=ImageList(target_test, ten_crop) if ten_crop else None,
+        inputs=fingerprint([*source, *target, *target_test], Path(str(cfg.root)).expanduser()),
     )
 
 

@@ -37,6 +37,10 @@ class RunFolderBusy(UserError, RuntimeError):
     """Another process holds the run folder's lock: it is training the same run."""
 
 
+class RunInputsChanged(UserError, ValueError):
+    """The files a command reads differ from those its run folder was trained on."""
+
+
 def one_line(error: UserError) -> str:
     """The message of ``error`` on one line. An error raised in a DataLoader worker comes back wrapped in the
     worker's traceback ("Caught X in DataLoader worker process 0. Original Traceback ..."); its last line holds the

@@ -20,7 +20,8 @@ from normda import backbones, dann_cdan, datasets, normalization
 from normda.acceleration import Acceleration
 from normda.config_rules import check_rules
 from normda.distributed import Distributed
-from normda.errors import ConfigError, OutOfMemory, RunFolderBusy, RunFolderGone, UserError, one_line
+from normda.errors import (ConfigError, OutOfMemory, RunFolderBusy, RunFolderGone, RunInputsChanged, UserError,
+                           one_line)
 from normda.interrupts import Interrupts
 from normda.loggers import build_logger
 from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
@@ -106,14 +107,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             raise OutOfMemory(f"the batch of {cfg.data.batch_size} + {cfg.data.batch_size} images at "
                               f"{cfg.data.image_size} px needs more memory than this machine has: lower "
                               f"data.batch_size or data.image_size") from error
-    except RunFolderBusy:
-        raise  # the folder is another process's: nothing of this one is written there
+    except (RunFolderBusy, RunInputsChanged):
+        raise  # the folder is another process's, or another run's: nothing of this one is written there
     except Exception as error:
         if not Path(run_dir).is_dir() and isinstance(error, OSError):
             raise RunFolderGone(f"the run folder {run_dir} was deleted while the run was writing to it "
                                 f"({type(error).__name__}): run the same command to train it again from the start"
                                 ) from error
-        if Path(run_dir).is_dir():
+        if Path(run_dir).is_dir() and not RunFolder.existing(run_dir).done:  # a finished run stays finished
             message = one_line(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
             RunFolder.existing(run_dir).mark_failed(" ".join(message.split()))
         raise
@@ -130,6 +131,8 @@ def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         with run.writer_lock() if distributed.main else nullcontext():  # one writer per run folder
             if run.done:
+                if run.inputs.exists():  # finished on these files, or on others under the same name?
+                    run.check_inputs(datasets.build(cfg.data).inputs)
                 log.info("already finished: %s; delete the folder to train it again", run.path)
                 return {**run.read_summary(), "already_finished": True}
             # SIGINT/SIGTERM save the run and stop it; under torchrun the processes stop as torchrun stops them
@@ -147,6 +150,8 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
         run.write_config(cfg)
         run.write_labels(labels)
     task = datasets.build(cfg.data)
+    if distributed.main:
+        run.check_inputs(task.inputs)
     model, norm = build_model(cfg, task.num_classes)
     model.to(device)
     method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device)

@@ -3,6 +3,7 @@
     <trainer.output_dir>/<data>-<S>2<T>-<method>-<norm>-<backbone>-seed<k>-<config id>/
         config.yaml      the resolved config              metrics.jsonl   one line per evaluation
         labels.json      the run's table labels           checkpoint.pt   the latest training state
+        inputs.json      what identifies the image files it reads (count, bytes, a hash of names and sizes)
         summary.json     last/best accuracy, timings      train.log, .hydra/  Hydra's own files
         done             written last, when the run has finished
         failed           the one-line reason, when the run stopped on an error (removed when it finishes later)
@@ -30,7 +31,7 @@ from typing import Any, Iterator, Literal
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from normda.errors import ConfigError, RunFolderBusy
+from normda.errors import ConfigError, RunFolderBusy, RunInputsChanged
 from normda.registry import check_setting
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def config_id(cfg: DictConfig) -> str:
     tree = recorded_config(cfg)
     for dotted in IGNORED_FOR_IDENTITY:
         _drop(tree, dotted)
+    if cfg.data.get("_root_is_the_data"):  # one's own domains: another folder is other data, so another run
+        tree["data"]["root"] = str(Path(str(cfg.data.root)).expanduser().resolve())
     return hashlib.sha1(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -175,7 +178,7 @@ class RunFolder:
     """The files of one run."""
 
     #: what a run keeps for its tables (``results/runs/``): every file but the checkpoint and the logs
-    RECORDS = ("config.yaml", "labels.json", "metrics.jsonl", "summary.json", "done", "failed")
+    RECORDS = ("config.yaml", "labels.json", "inputs.json", "metrics.jsonl", "summary.json", "done", "failed")
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
@@ -189,6 +192,7 @@ class RunFolder:
         self.done_marker = self.path / "done"
         self.failure = self.path / "failed"
         self.lock_file = self.path / "lock"
+        self.inputs = self.path / "inputs.json"
 
     @classmethod
     def existing(cls, path: str | Path) -> "RunFolder":
@@ -207,6 +211,23 @@ class RunFolder:
 
     def read_labels(self) -> dict[str, Any] | None:
         return json.loads(self.labels.read_text()) if self.labels.exists() else None
+
+    def check_inputs(self, inputs: dict | None) -> None:
+        """Record the fingerprint of the files the run reads (``inputs.json``, at its first start), or, when one is
+        recorded, refuse a command whose files differ: the folder's checkpoint and numbers belong to other data."""
+        if inputs is None:
+            return
+        if not self.inputs.exists():
+            atomic_write_text(self.inputs, json.dumps(inputs, indent=2) + "\n")
+            return
+        recorded = json.loads(self.inputs.read_text())
+        if recorded != inputs:
+            def describe(files: dict) -> str:
+                return f"{files['images']} images, {files['bytes']} bytes, fingerprint {files['sha1'][:12]}"
+
+            raise RunInputsChanged(f"the files this command reads differ from those the run folder {self.path} was "
+                                   f"trained on (then {describe(recorded)}; now {describe(inputs)}): it is another "
+                                   f"run: give it another trainer.output_dir, or delete the folder to train it again")
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.exists():

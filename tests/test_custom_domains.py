@@ -297,3 +297,27 @@ def test_digits_exported_as_folders_and_lists_train_as_custom_domains(make_confi
     assert by_folders.sizes() == by_lists.sizes() == {"source_train": 20, "target_train": 20, "target_test": 20}
     assert by_folders.classes == by_lists.classes == [str(digit) for digit in range(10)]
     assert sorted(by_folders.target_test.samples) == sorted(by_lists.target_test.samples)  # the same images, labels
+
+
+def test_another_folder_is_another_run_and_changed_files_are_refused(make_config, folders_root, tmp_path):
+    """The issue's case: the same command with another data.root must never report the first folder's result, and
+    files changed under the same root must not resume or "finish" the old run."""
+    from normda.errors import RunInputsChanged
+    from normda.run import RunFolder, run_name
+
+    copy = tmp_path / "copy"
+    make_domains(copy)
+    first = folders_config(make_config, folders_root, "backbone=dtn", "trainer.iterations=2", "trainer.eval_every=2")
+    second = folders_config(make_config, copy, "backbone=dtn", "trainer.iterations=2", "trainer.eval_every=2")
+    assert run_name(first) != run_name(second)  # the resolved root is part of the identity
+    benchmark = [compose_config(["data=office31", f"data.root={root}"]) for root in ("/a/office31", "/b/office31")]
+    assert run_name(benchmark[0]) == run_name(benchmark[1])  # a benchmark is the same data wherever it lies
+
+    run = RunFolder(tmp_path / "run")
+    train(first, run.path)
+    assert json.loads(run.inputs.read_text())["images"] == 24  # 12 source + 12 target (tested on the target)
+    next((folders_root / "photos" / "cat").iterdir()).unlink()
+    with pytest.raises(RunInputsChanged, match=r"differ from those the run folder .* was trained on \(then 24 "
+                                               r"images, .*; now 23 images"):
+        train(first, run.path)
+    assert run.done and not run.failure.exists()

@@ -82,6 +82,8 @@ def load_run(path: Path) -> Run:
     metrics = folder.read_metrics()
     labels = folder.read_labels()
     config = dotted(OmegaConf.to_container(OmegaConf.load(folder.config)) or {})
+    if folder.inputs.exists():  # the image files it read: runs on other files never pool as seeds
+        config["inputs"] = json.loads(folder.inputs.read_text())["sha1"][:12]
     if labels is None:
         return Run(path.name, {**UNLABELLED, **EARLIER_DEFAULTS}, metrics, "unlabelled", "no labels.json (a run "
                    "folder from before normda recorded its labels): train it again to tabulate it", config)
