@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import platform
 import random
@@ -81,11 +82,11 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def versions() -> dict[str, str]:
-    import timm
+    """The versions a run records; timm's from its installed metadata, so that a run without it never imports it."""
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "cuda": torch.version.cuda or "none"}
+            "timm": importlib.metadata.version("timm"), "cuda": torch.version.cuda or "none"}
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import torchvision
 from omegaconf import OmegaConf
 
 from normda import backbones
-from normda.backbones import timm_model
 from normda.errors import ConfigError, WeightsUnavailableError
 
 
@@ -81,7 +80,9 @@ def test_timm_hub_failure_is_one_line(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
-    monkeypatch.setattr(timm_model.timm, "create_model", offline)
+    import timm
+
+    monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(WeightsUnavailableError, match="cannot download the pretrained weights of timm's resnet50.tv"):
         backbones.build(backbone_config("resnet50", library="timm", pretrained=True))
 

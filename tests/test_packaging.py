@@ -118,3 +118,17 @@ def test_reporting_reads_what_the_package_installs_and_creates_no_folder(tmp_pat
     with pytest.raises(DataNotFoundError, match="is not a run folder with a checkpoint"):
         load_trained(tmp_path / "no" / "run")
     assert not (tmp_path / "no").exists()
+
+
+def test_a_run_that_needs_no_timm_imports_neither_timm_nor_wandb(tmp_path):
+    """The default run with logger=none: timm (and the wandb that timm itself imports) load only for a timm-built
+    backbone (resnet with library=timm, efficientnet_lite0, timm)."""
+    result = python("import sys; from normda.run import register_resolvers; register_resolvers(); "
+                    "from hydra import compose, initialize_config_dir; "
+                    f"initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'); "
+                    "cfg = compose('config', overrides=['logger=none', 'trainer.progress=false', "
+                    f"'trainer.iterations=1', 'trainer.eval_every=1', 'trainer.output_dir={tmp_path}']); "
+                    "from normda.experiment import train; train(cfg, '" + str(tmp_path / "run") + "'); "
+                    "print(sorted(name for name in ('timm', 'wandb') if name in sys.modules))", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import timm
 from torch import nn
 
 from normda.backbones.base import register
@@ -13,7 +12,10 @@ from normda.errors import ConfigError
 
 def create_timm(model_name: str, *, pretrained: bool, weights: str | None = None, in_chans: int = 3) -> nn.Module:
     """A headless timm model (``num_classes=0``: it returns pooled features), with ImageNet weights from the hub when
-    ``pretrained``, or from the local file ``weights``."""
+    ``pretrained``, or from the local file ``weights``. timm (1.4 s to import here, wandb with it) is imported by the
+    runs that build one only."""
+    import timm
+
     architecture = model_name.split(".")[0]
     if not timm.is_model(architecture):
         raise ConfigError(f"timm has no model {architecture!r}: see timm.list_models() for the names")
