@@ -25,7 +25,7 @@ from normda.errors import (ConfigError, OutOfMemory, RunFolderBusy, RunFolderGon
                            one_line)
 from normda.interrupts import Interrupts
 from normda.loggers import build_logger
-from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
+from normda.model import ImageClassifier, ModelConfig, build_classifier, init_bottleneck_gamma
 from normda.optim import build_optimizer, check_targets
 from normda.run import RunFolder, config_id, recorded_config, run_name, table_labels
 from normda.registry import AtLeast, check_setting, check_settings, node_settings
@@ -71,11 +71,12 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
 
 
 def check_config(cfg: DictConfig) -> None:
-    """The engine's keys against their types (``seed``, the ``trainer`` node, the keys every ``data`` node has, the
-    optimizer and schedule) and the rules between keys (``normda/config_rules.py``), before anything is built; each
+    """The engine's keys against their types (``seed``, the ``trainer`` and ``model`` nodes, the keys every ``data``
+    node has, the optimizer and schedule) and the rules between keys (``normda/config_rules.py``), before anything is built; each
     axis's own settings are checked by its registry when it is built."""
     check_setting("seed", cfg.seed, Annotated[int, AtLeast(0)])  # numpy's seeds are unsigned
     check_settings(TrainerConfig, cfg.trainer, "trainer")
+    check_settings(ModelConfig, cfg.model, "model")
     datasets.check_common_settings(cfg.data)
     check_targets(cfg.optim)
     check_rules(cfg)

@@ -15,13 +15,14 @@ The ``model`` config shapes it, so that each protocol can build the network of t
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
 from normda.errors import ConfigError
-from normda.registry import check_setting
+from normda.registry import AtLeast, Below
 
 
 def _init_linear(layer: nn.Linear, std: float | None, bias: float | None) -> None:
@@ -82,6 +83,20 @@ def mlp_head(in_features: int, num_classes: int, hidden: int | None, weight_std:
     return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``model`` node of ``conf/config.yaml``: one field per key, with its type and range (``experiment`` checks
+    the node against it before anything is built)."""
+
+    bottleneck_dim: Annotated[int, AtLeast(1)] | None
+    bottleneck_dropout: Annotated[float, AtLeast(0), Below(1)]
+    bottleneck_weight_std: Annotated[float, AtLeast(0)] | None
+    bottleneck_bias: float | None
+    bottleneck_gamma_init: Literal["copy", "uniform"]
+    head_hidden: Annotated[int, AtLeast(1)] | None
+    head_weight_std: Annotated[float, AtLeast(0)] | None
+
+
 def build_classifier(backbone: nn.Module, num_classes: int, cfg: Any) -> ImageClassifier:
     """An ``ImageClassifier`` from the ``model`` config node (before the normalization is swapped in)."""
     return ImageClassifier(
@@ -93,7 +108,6 @@ def build_classifier(backbone: nn.Module, num_classes: int, cfg: Any) -> ImageCl
 
 def init_bottleneck_gamma(model: ImageClassifier, how: str) -> None:
     """After the normalization swap: ``uniform`` redraws the bottleneck normalization's gamma from U(0, 1)."""
-    check_setting("model.bottleneck_gamma_init", how, Literal["copy", "uniform"])
     if how == "copy":
         return
     norm = model.bottleneck[1] if isinstance(model.bottleneck, nn.Sequential) else None

@@ -101,6 +101,8 @@ def check_setting(key: str, value: Any, kind: Any) -> None:
     if not _fits(value, kind):
         choices = [str(v) for v in typing.get_args(kind)] if typing.get_origin(kind) is Literal else []
         raise ConfigError(f"{key}={value!r}{suggestion(value, choices)}: give {_describe(kind)}")
+    if typing.get_origin(kind) in (typing.Union, UnionType):  # ``Annotated[int, AtLeast(1)] | None``: the member
+        kind = next((option for option in typing.get_args(kind) if _fits(value, option)), kind)  # the value takes
     if typing.get_origin(kind) is Annotated:
         for bound in typing.get_args(kind)[1:]:
             if isinstance(bound, AtLeast) and value < bound.minimum:

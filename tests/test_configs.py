@@ -13,6 +13,7 @@ from normda.dann_cdan import METHODS
 from normda.datasets import DATASETS
 from normda.datasets.base import COMMON_SETTINGS
 from normda.normalization import NORMALIZATIONS
+from normda.model import ModelConfig
 from normda.trainer import TrainerConfig
 
 #: groups chosen by interpolation of the protocol's and the method's or dataset's choices, never on the command line
@@ -168,5 +169,6 @@ def test_the_schemas_mirror_the_config_nodes_they_check():
     keys: the schema is the one statement of each key's type."""
     cfg = compose_config([])
     assert set(cfg.trainer) == {field.name for field in dataclasses.fields(TrainerConfig)}
+    assert set(cfg.model) == {field.name for field in dataclasses.fields(ModelConfig)}
     for data in options("data"):
         assert set(COMMON_SETTINGS) <= set(compose_config([f"data={data}"]).data), data
