@@ -124,18 +124,28 @@ def test_matches_independent_implementation(n_source, n_target):
 
 # -- invariants -------------------------------------------------------------------------------------------------------
 
-def test_alpha_has_mean_one_in_train_and_eval():
-    x = torch.randn(16, 64, 5, 5) * torch.rand(1, 64, 1, 1) * 3
-    x[8:] += torch.randn(1, 64, 1, 1)
-    layer = TransNorm2d(64)
-    statistics = [torch.var_mean(part, dim=(0, 2, 3), correction=1) for part in (x[:8], x[8:])]
-    train_alpha = transferability_alpha(statistics[0][1], statistics[0][0], statistics[1][1], statistics[1][0], 1e-5)
+def test_alpha_by_hand_eq_5_and_6():
+    """Two channels: one where the domains agree (d = 0, p = 1 / (1 + 0) = 1), one whose normalised means are 2/2 and
+    0/1 (d = 1, p = 1/2); alpha = C p / sum(p) = 2 (1, 1/2) / 1.5 = (4/3, 2/3)."""
+    alpha = transferability_alpha(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]),
+                                  torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]), eps=0.0)
+    torch.testing.assert_close(alpha, torch.tensor([4 / 3, 2 / 3]))
+
+
+def test_each_domain_keeps_its_own_running_statistics():
+    """After one training batch from fresh buffers (mean 0, variance 1, momentum 0.1) each domain's running mean is
+    0.1 x its batch mean and its running variance 0.9 + 0.1 x its unbiased batch variance (what eval mode's alpha and
+    normalisation read)."""
+    x = torch.randn(16, 3, 4, 4) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    x[8:] += torch.tensor([0.0, 1.0, -2.0]).view(1, 3, 1, 1)
+    layer = TransNorm2d(3)
     layer(x)
-    eval_alpha = transferability_alpha(layer.running_mean_source, layer.running_var_source,
-                                       layer.running_mean_target, layer.running_var_target, 1e-5)
-    for alpha in (train_alpha, eval_alpha):
-        assert alpha.mean().item() == pytest.approx(1.0, abs=1e-6)
-        assert alpha.min() > 0 and alpha.std() > 0.01
+    expected = []
+    for part in (x[:8], x[8:]):
+        var, mean = torch.var_mean(part, dim=(0, 2, 3), correction=1)
+        expected += [0.1 * mean, 0.9 + 0.1 * var]
+    torch.testing.assert_close(layer.running_stats("source"), tuple(expected[:2]))
+    torch.testing.assert_close(layer.running_stats("target"), tuple(expected[2:]))
 
 
 def test_identical_domains_give_alpha_one_and_twice_split_batchnorm():
