@@ -72,9 +72,9 @@ def convergence(paths: list[Path], out: Path) -> None:
     for axis in axes[-1]:
         axis.set_xlabel("iteration", fontsize=8)
     handles = [matplotlib.lines.Line2D([], [], color=colours[norm], label=norm) for norm in norms]
-    figure.legend(handles=handles, loc="upper center", ncol=len(norms), fontsize=8, frameon=False,
+    figure.legend(handles=handles, loc="upper center", ncol=min(len(norms), 2), fontsize=7, frameon=False,
                   title="one line per seed", title_fontsize=8, bbox_to_anchor=(0.5, 1.0))
-    save(figure, out, top=0.88 if rows == 1 else 0.94)
+    save(figure, out, top=(0.88 if rows == 1 else 0.94) - (0.05 * ((len(norms) - 1) // 2)))
 
 
 def tsne(runs: list[Path], out: Path, limit: int) -> None:
