@@ -106,7 +106,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         except RuntimeError as error:  # the CPU's allocator raises a plain RuntimeError
             if "DefaultCPUAllocator: not enough memory" not in str(error):
                 raise
-            raise OutOfMemory(f"the batch of {cfg.data.batch_size} + {cfg.data.batch_size} images at "
+            raise OutOfMemory(f"the batch of data.batch_size={cfg.data.batch_size} images a domain at "
                               f"{cfg.data.image_size} px needs more memory than this machine has: lower "
                               f"data.batch_size or data.image_size") from error
     except (RunFolderBusy, RunInputsChanged):
@@ -116,9 +116,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             raise RunFolderGone(f"the run folder {run_dir} was deleted while the run was writing to it "
                                 f"({type(error).__name__}): run the same command to train it again from the start"
                                 ) from error
-        if Path(run_dir).is_dir() and not RunFolder.existing(run_dir).done:  # a finished run stays finished
+        folder = RunFolder.existing(run_dir)
+        if folder.path.is_dir() and not folder.done:  # a finished run stays finished
             message = one_line(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-            RunFolder.existing(run_dir).mark_failed(" ".join(message.split()))
+            folder.mark_failed(" ".join(message.split()))
         raise
 
 

@@ -63,8 +63,8 @@ def test_a_batch_the_cpu_cannot_hold_names_its_size_and_the_fix(make_config, tmp
                            "tried to allocate 96636764160 bytes.")
 
     monkeypatch.setattr(trainer_module.Trainer, "train_step", exhausted)
-    with pytest.raises(OutOfMemory, match=r"the batch of 8 \+ 8 images at 32 px needs more memory than this machine "
-                                          r"has: lower data.batch_size or data.image_size"):
+    with pytest.raises(OutOfMemory, match=r"the batch of data.batch_size=8 images a domain at 32 px needs more "
+                                          r"memory than this machine has: lower data.batch_size or data.image_size"):
         train(make_config(), tmp_path / "run")
 
 
