@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from normda.cli import Started, fail, run_with_one_line_errors
 from normda.errors import UserError, one_line
 from normda.interrupts import Interrupted
-from normda.run import register_resolvers
+from normda.resolvers import register_resolvers
 
 register_resolvers()
 

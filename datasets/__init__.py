@@ -8,6 +8,6 @@ image folders; ``image_list.py``: list files), beside what they share: ``image_f
 their lists), ``download.py`` (verified downloads), ``transforms.py`` and ``sampling.py`` (the resumable data order).
 A new dataset is one file here and one YAML in ``conf/data/``.
 """
-from normda.datasets.base import DATASETS, DomainAdaptationTask, build, check_common_settings, register
+from normda.datasets.base import DATASETS, DomainAdaptationTask, build, register
 
-__all__ = ["DATASETS", "DomainAdaptationTask", "build", "check_common_settings", "register"]
+__all__ = ["DATASETS", "DomainAdaptationTask", "build", "register"]

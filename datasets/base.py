@@ -3,15 +3,14 @@ set, and their loaders), the table of options (``DATASETS``), ``register`` and `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from normda.datasets.transforms import Interpolation
 from normda.datasets.sampling import ResumableSampler, SeededSamples
 from normda.errors import ConfigError
-from normda.registry import AtLeast, Below, Registry, check_setting
+from normda.registry import Registry
 
 DATASETS: Registry[Callable[[Any], "DomainAdaptationTask"]] = Registry("dataset", "normda.datasets", "data")
 #: ``@register("name")`` on a function ``builder(data_cfg) -> DomainAdaptationTask``
@@ -134,28 +133,11 @@ def check_domains(cfg: Any, domains: Mapping[str, str]) -> tuple[str, str]:
     return letters[0], letters[1]
 
 
-#: the keys every ``data`` config has (``conf/data/common/base.yaml``) and their types; the other keys belong to each
-#: dataset's builder
-COMMON_SETTINGS = {
-    "source_val_fraction": Annotated[float, AtLeast(0), Below(1)],
-    "batch_size": Annotated[int, AtLeast(1)],
-    "eval_batch_size": Annotated[int, AtLeast(1)],
-    "num_workers": Annotated[int, AtLeast(0)],
-    "image_size": Annotated[int, AtLeast(1)],
-    "interpolation": Interpolation,
-}
-
-
-def check_common_settings(cfg: Any) -> None:
-    for key, kind in COMMON_SETTINGS.items():
-        check_setting(f"data.{key}", cfg[key], kind)
-
-
 def build(cfg: Any) -> DomainAdaptationTask:
-    """Build the task that ``cfg.name`` names, from the whole ``data`` config node. With
+    """Build the task that ``cfg.name`` names, from the whole ``data`` config node (checked against the dataset's
+    schema, ``datasets/settings.py``, by ``normda.schema.check_config``). With
     ``data.source_val_fraction`` > 0, that part of the source is held out of training as a labelled validation set
     (for model selection without target labels), unless the dataset held it out itself (with its test transform)."""
-    check_common_settings(cfg)
     task = DATASETS.get(cfg.name)(cfg)
     fraction = cfg.source_val_fraction
     if fraction and task.source_val is None:

@@ -4,7 +4,7 @@
 Per-image PIL transforms cost more than a small CNN's step on a CPU (LeNet on MNIST -> USPS spent about 80% of each
 step loading), so the images stay uint8 tensors and the loader's batch (``__getitems__``) is transformed at once:
 TLlib's ``res.`` transform (resize, grey or RGB, normalise), computed as PIL computes it. The resize is
-``transforms.resize_like_pil`` (within 2 grey levels of PIL); an RGB image made grey takes PIL's ITU-R 601-2 luma in
+``resize_like_pil`` (within 2 grey levels of PIL); an RGB image made grey takes PIL's ITU-R 601-2 luma in
 PIL's integer arithmetic; a grey image made RGB repeats its channel, as PIL's ``convert``.
 """
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from normda.datasets.transforms import resize_like_pil
+from normda.datasets.settings import Interpolation
 
 #: PIL's ``convert("L")`` of an RGB image: (R 19595 + G 38470 + B 7471 + 2^15) >> 16
 LUMA = (19595, 38470, 7471)
@@ -58,3 +59,15 @@ class DigitArrays(Dataset):
 
     def __getitems__(self, indices: list[int]):
         return list(zip(self.transform(self.images[indices]), self.labels[indices]))
+
+
+def resize_like_pil(images: torch.Tensor, size: int, interpolation: Interpolation) -> torch.Tensor:
+    """A batch of uint8 images (N, C, H, W) resized to ``size`` x ``size`` as PIL's ``img.resize`` does, returned as
+    floats in [0, 1]: a horizontal then a vertical pass of the antialiased filter (torch's antialiased kernels are
+    PIL's), each rounded to 8 bits as PIL's passes are. Within 2 grey levels of PIL, almost always equal."""
+    x = images.float()
+    for shape in ((x.shape[-2], size), (size, size)):
+        if x.shape[-2:] != shape:
+            x = F.interpolate(x, size=shape, mode=interpolation, antialias=True, align_corners=False)
+            x = x.round_().clamp_(0, 255)
+    return x.div_(255.0)

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision import datasets as tv
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
+from normda.datasets.settings import DigitsConfig
 from normda.datasets.digit_arrays import DigitArrays
 from normda.errors import DataNotFoundError
-from normda.registry import check_setting
 
 DOMAINS = {"M": "mnist", "U": "usps", "S": "svhn"}
 CLASSES = [str(digit) for digit in range(10)]
@@ -67,11 +67,10 @@ def class_balanced(labels: np.ndarray, seed: int = 0) -> list[int]:
     return sorted(kept.tolist())
 
 
-@register("digits")
+@register("digits", settings=DigitsConfig)
 def digits(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     root = Path(cfg.root).expanduser()
-    check_setting("data.svhn_subset", cfg.svhn_subset, Literal["full", "balanced"])
     images, labels = load_split(source, root, True, cfg.download)
     if source == "S" and cfg.svhn_subset == "balanced":
         kept = class_balanced(labels)

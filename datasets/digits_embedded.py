@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
+from normda.datasets.settings import DigitArraysConfig
 from normda.datasets.digit_arrays import DigitArrays
 
 DOMAINS = {"M": "mnist", "U": "usps"}
@@ -25,7 +26,7 @@ def load_arrays() -> dict[str, np.ndarray]:
             return dict(arrays)
 
 
-@register("digits_embedded")
+@register("digits_embedded", settings=DigitArraysConfig)
 def digits_embedded(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     arrays = load_arrays()

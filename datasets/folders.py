@@ -19,8 +19,8 @@ from typing import Any
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from normda.datasets.base import DomainAdaptationTask, register
+from normda.datasets.settings import FoldersConfig
 from normda.datasets.image_files import Sample, drop_bad, image_task
-from normda.datasets.transforms import check_image_settings
 from normda.errors import ConfigError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ def custom_domains(cfg: Any, what: str) -> tuple[Path, str, str]:
     source, target = str(cfg.source), str(cfg.target)
     if source == target:
         raise ConfigError(f"data.source and data.target are both {source!r}: adaptation needs two domains")
-    check_image_settings(cfg)
     return root, source, target
 
 
@@ -88,7 +87,7 @@ def check_same_classes(classes: dict[str, list[str]]) -> list[str]:
     return first
 
 
-@register("folders")
+@register("folders", settings=FoldersConfig)
 def folders(cfg: Any) -> DomainAdaptationTask:
     root, source, target = custom_domains(cfg, "one folder per domain")
     test = str(cfg.target_test) if cfg.target_test is not None else None

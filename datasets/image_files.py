@@ -27,7 +27,7 @@ from torchvision.datasets.folder import default_loader
 
 from normda.datasets.download import Archive, fetch
 from normda.datasets.base import DomainAdaptationTask, check_domains, hold_out
-from normda.datasets.transforms import check_image_settings, image_transforms
+from normda.datasets.transforms import image_transforms
 from normda.errors import ConfigError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,6 @@ class ImageListBenchmark:
 
     def build(self, cfg: Any) -> DomainAdaptationTask:
         source, target = check_domains(cfg, self.domains)
-        check_image_settings(cfg)
         root = Path(cfg.root).expanduser()
         if cfg.download:
             if not self.archives and not all((root / self.lists[d]).is_file() for d in (source, target)):

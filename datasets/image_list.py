@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import ListConfig
 
 from normda.datasets.base import DomainAdaptationTask, register
+from normda.datasets.settings import ImageListConfig
 from normda.datasets.folders import custom_domains
 from normda.datasets.image_files import drop_bad, image_task, read_image_list
 from normda.errors import ConfigError, DataNotFoundError
@@ -51,15 +52,11 @@ def list_path(root: Path, key: str, lists: Any, domain: str) -> Path:
     return path
 
 
-@register("image_list")
+@register("image_list", settings=ImageListConfig)
 def image_list(cfg: Any) -> DomainAdaptationTask:
     root, source, target = custom_domains(cfg, "your list files")
     classes = read_classes(cfg.classes, root)
     lists = cfg.lists or {}
-    for key in ("lists", "test_lists"):
-        if cfg[key] is not None and not isinstance(cfg[key], Mapping):
-            raise ConfigError(f"data.{key}={cfg[key]!r} is not a mapping of domain names to list files: quote it "
-                              f"for the shell, data.{key}='{{photos: photos.txt, sketches: sketches.txt}}'")
     files = {"source": list_path(root, "data.source", lists, source),
              "target": list_path(root, "data.target", lists, target)}
     if target in (cfg.test_lists or {}):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
+from normda.datasets.settings import BenchmarkConfig
 
 CLASSES = ["aeroplane", "bike", "bird", "boat", "bottle", "bus", "car", "dog", "horse", "monitor", "motorbike",
            "people"]
@@ -23,4 +24,4 @@ IMAGECLEF = ImageListBenchmark(
                "(imageclef.org/2014/adaptation); place c/, i/, p/ and image_list/ there",
 )
 
-register("imageclef")(IMAGECLEF.build)
+register("imageclef", settings=BenchmarkConfig)(IMAGECLEF.build)

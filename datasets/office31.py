@@ -10,6 +10,7 @@ from __future__ import annotations
 from normda.datasets.download import Archive
 from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
+from normda.datasets.settings import BenchmarkConfig
 
 CLASSES = [
     "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
@@ -33,4 +34,4 @@ OFFICE31 = ImageListBenchmark(
     how_to_get="download Office-31 as the README's Data section says and extract it there",
 )
 
-register("office31")(OFFICE31.build)
+register("office31", settings=BenchmarkConfig)(OFFICE31.build)

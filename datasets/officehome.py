@@ -9,6 +9,7 @@ from __future__ import annotations
 from normda.datasets.download import Archive
 from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
+from normda.datasets.settings import BenchmarkConfig
 
 CLASSES = [
     "Drill", "Exit_Sign", "Bottle", "Glasses", "Computer", "File_Cabinet", "Shelf", "Toys", "Sink", "Laptop", "Kettle",
@@ -37,4 +38,4 @@ OFFICE_HOME = ImageListBenchmark(
     how_to_get="download Office-Home as the README's Data section says and extract it there",
 )
 
-register("officehome")(OFFICE_HOME.build)
+register("officehome", settings=BenchmarkConfig)(OFFICE_HOME.build)

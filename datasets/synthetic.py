@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from normda.datasets.base import DomainAdaptationTask, check_domains, register
+from normda.datasets.settings import SyntheticConfig
 
 DOMAINS = {"S": "source", "T": "shifted"}
 
@@ -27,7 +28,7 @@ def generate(cfg: Any, shifted: bool, count: int, seed: int) -> TensorDataset:
     return TensorDataset(images, labels)
 
 
-@register("synthetic")
+@register("synthetic", settings=SyntheticConfig)
 def synthetic(cfg: Any) -> DomainAdaptationTask:
     source, target = check_domains(cfg, DOMAINS)
     return DomainAdaptationTask(

@@ -6,22 +6,14 @@ of the square resize, so that each protocol uses its reference's (``data.interpo
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-from normda.registry import check_setting
-
-#: TLlib's ``--train-resizing`` choices, by their TLlib names (``data.train_resizing``)
-Resizing = Literal["default", "cen.crop", "ran.crop", "res."]
-Interpolation = Literal["bilinear", "bicubic"]
-#: how images of files are prepared (``data.transform``): ``imagenet`` (resize, crop, ImageNet statistics) for the
-#: ImageNet-style backbones, ``digits`` (TLlib's ``res.``: a resize to the backbone's size only) for LeNet and DTN
-Style = Literal["imagenet", "digits"]
+from normda.datasets.settings import Interpolation, Resizing
 INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
 
 
@@ -85,16 +77,9 @@ def ten_crop_transform(image_size: int, mean: Sequence[float], std: Sequence[flo
                       StackCrops(mean, std)])
 
 
-def check_image_settings(cfg: Any) -> None:
-    """``data.transform`` and ``data.train_resizing`` against their choices: what a dataset of image files checks
-    before it reads a file (``data.interpolation`` is a setting of every dataset: ``base.COMMON_SETTINGS``)."""
-    check_setting("data.transform", cfg.transform, Style)
-    check_setting("data.train_resizing", cfg.train_resizing, Resizing)
-
-
 def image_transforms(cfg: Any) -> tuple[T.Compose, T.Compose, T.Compose | None]:
     """(training, test, ten-crop test or None) transforms for images of files, which the loader opens as RGB, from
-    the ``data`` config (checked by :func:`check_image_settings`): ``data.transform``, ``data.train_resizing``,
+    the ``data`` config (:class:`~normda.datasets.settings.ImageFilesConfig`): ``data.transform``, ``data.train_resizing``,
     ``data.interpolation``, ``data.image_size``, ``data.mean``/``data.std`` and ``data.channels`` (1: made grey)."""
     if cfg.transform == "digits":
         digits = digits_transform(cfg.image_size, cfg.channels, cfg.mean, cfg.std, cfg.interpolation)
@@ -125,15 +110,3 @@ def digits_transform(image_size: int, channels: int, mean: Sequence[float], std:
         T.ToTensor(),
         T.Normalize(mean, std),  # a single mean/std value applies to every channel
     ])
-
-
-def resize_like_pil(images: torch.Tensor, size: int, interpolation: Interpolation) -> torch.Tensor:
-    """A batch of uint8 images (N, C, H, W) resized to ``size`` x ``size`` as PIL's ``img.resize`` does, returned as
-    floats in [0, 1]: a horizontal then a vertical pass of the antialiased filter (torch's antialiased kernels are
-    PIL's), each rounded to 8 bits as PIL's passes are. Within 2 grey levels of PIL, almost always equal."""
-    x = images.float()
-    for shape in ((x.shape[-2], size), (size, size)):
-        if x.shape[-2:] != shape:
-            x = F.interpolate(x, size=shape, mode=interpolation, antialias=True, align_corners=False)
-            x = x.round_().clamp_(0, 255)
-    return x.div_(255.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from normda.datasets.download import Archive
 from normda.datasets.image_files import ImageListBenchmark
 from normda.datasets.base import register
+from normda.datasets.settings import BenchmarkConfig
 
 CLASSES = ["aeroplane", "bicycle", "bus", "car", "horse", "knife", "motorcycle", "person", "plant", "skateboard",
            "train", "truck"]
@@ -27,4 +28,4 @@ VISDA2017 = ImageListBenchmark(
     how_to_get="download VisDA-2017 as the README's Data section says and extract it there",
 )
 
-register("visda2017")(VISDA2017.build)
+register("visda2017", settings=BenchmarkConfig)(VISDA2017.build)

@@ -9,10 +9,11 @@ One run composes four axes, each a package with a registry by name and a ``conf/
 * ``normda.backbones``: the feature extractors.
 
 This package is the engine that composes them into a run: ``experiment`` (one run from one config), ``model`` (the
-classifier), ``trainer`` (the one loop), ``evaluate``, ``validation`` (DEV), ``optim``, ``run`` (the run folder and
-its labels), ``loggers``, ``distributed``, ``acceleration``, ``cli`` (one-line errors for ``train.py``), ``registry``
+classifier), ``trainer`` (the one loop), ``evaluate``, ``validation`` (DEV), ``optim``, ``run_folder`` (the run
+folder), ``config_identity`` (the recorded config, its id, the run's name), ``labels`` (its table labels),
+``resolvers``, ``loggers``, ``distributed``, ``acceleration``, ``cli`` (one-line errors for ``train.py``), ``registry``
 and ``errors``. ``normda.reporting`` turns run folders into tables, figures and benchmark reports; a training run
-never imports it.
+imports only its ``selections`` (what a table reports, which ``report`` is checked against).
 """
 from pkgutil import extend_path
 

@@ -11,7 +11,7 @@ import platform
 import random
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,17 +19,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from normda import backbones, dann_cdan, datasets, normalization
 from normda.acceleration import Acceleration
-from normda.config_rules import check_rules
 from normda.distributed import Distributed
 from normda.errors import (ConfigError, OutOfMemory, RunFolderBusy, RunFolderGone, RunInputsChanged, UserError,
                            one_line)
 from normda.interrupts import Interrupts
 from normda.loggers import build_logger
-from normda.model import ImageClassifier, ModelConfig, build_classifier, init_bottleneck_gamma
-from normda.optim import build_optimizer, check_targets
-from normda.run import RunFolder, config_id, recorded_config, run_name, table_labels
-from normda.registry import AtLeast, check_setting, check_settings, node_settings
-from normda.trainer import Trainer, TrainerConfig, TrainerSettings, training_length
+from normda.model import ImageClassifier, build_classifier, init_bottleneck_gamma
+from normda.optim import build_optimizer
+from normda.config_identity import config_id, recorded_config, run_name
+from normda.labels import table_labels
+from normda.run_folder import RunFolder
+from normda.registry import node_settings
+from normda.schema import check_config
+from normda.trainer import Trainer, TrainerSettings, training_length
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +72,11 @@ def build_model(cfg: DictConfig, num_classes: int) -> tuple[ImageClassifier, nor
     return model, option
 
 
-def check_config(cfg: DictConfig) -> None:
-    """The engine's keys against their types (``seed``, the ``trainer`` and ``model`` nodes, the keys every ``data``
-    node has, the optimizer and schedule) and the rules between keys (``normda/config_rules.py``), before anything is built; each
-    axis's own settings are checked by its registry when it is built."""
-    check_setting("seed", cfg.seed, Annotated[int, AtLeast(0)])  # numpy's seeds are unsigned
-    check_settings(TrainerConfig, cfg.trainer, "trainer")
-    check_settings(ModelConfig, cfg.model, "model")
-    datasets.check_common_settings(cfg.data)
-    check_targets(cfg.optim)
-    check_rules(cfg)
-
-
 def versions() -> dict[str, str]:
-    """The versions a run records; timm's from its installed metadata, so that a run without it never imports it."""
-    import torchvision
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+    """The versions a run records; torchvision's and timm's from their installed metadata, so that a run that does not
+    use them never imports them."""
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": importlib.metadata.version("torchvision"),
             "timm": importlib.metadata.version("timm"), "cuda": torch.version.cuda or "none"}
 
 
@@ -124,9 +114,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} must be set: add {missing[0]}=<value> to the command")
     check_config(cfg)
     run = RunFolder(run_dir)
     seed_everything(cfg.seed, cfg.trainer.deterministic)

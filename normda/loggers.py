@@ -5,12 +5,34 @@ The run folder is always written; a logger only copies the same numbers elsewher
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from omegaconf import OmegaConf
 
 from normda.errors import ConfigError
+from normda.registry import check_settings, suggestion
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """What every ``logger`` node has; ``logger=none`` (the run folder only) has nothing else."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class WandbConfig(LoggerConfig):
+    """``logger=wandb`` (``conf/logger/wandb.yaml``)."""
+
+    mode: Literal["auto", "online", "offline", "disabled"]
+    project: str
+    entity: str | None
+    group: str | None
+    tags: list[str]
 
 
 class NullLogger:
@@ -56,9 +78,19 @@ class WandbLogger:
         self.run.finish()
 
 
+#: ``logger=<name>`` -> (its node's schema, the logger it builds)
+LOGGERS = {"none": (LoggerConfig, lambda cfg, run_dir, run_id, name, config: NullLogger()),
+           "wandb": (WandbConfig, WandbLogger)}
+
+
+def check_logger(cfg: Any) -> None:
+    if cfg.name not in LOGGERS:
+        raise ConfigError(f"unknown logger={cfg.name}{suggestion(cfg.name, list(LOGGERS))}: choose one of "
+                          f"{', '.join(LOGGERS)}")
+    check_settings(LOGGERS[cfg.name][0], OmegaConf.to_container(cfg, resolve=True), "logger", cfg.name,
+                   complete=True)
+
+
 def build_logger(cfg: Any, run_dir: Path, run_id: str, name: str, config: dict) -> NullLogger | WandbLogger:
-    if cfg.name == "none":
-        return NullLogger()
-    if cfg.name == "wandb":
-        return WandbLogger(cfg, run_dir, run_id, name, config)
-    raise ConfigError(f"unknown logger {cfg.name!r}: choose wandb or none (set logger=<name>)")
+    """The ``logger`` node's logger (a node checked by :func:`check_logger`)."""
+    return LOGGERS[cfg.name][1](cfg, run_dir, run_id, name, config)

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from normda.errors import ConfigError
-from normda.registry import AtLeast, check_setting, check_settings, node_settings
+from normda.registry import AtLeast, check_setting, check_settings, node_settings, suggestion
 
 
 class InverseDecay:
@@ -51,10 +53,26 @@ def split_weight_decay(group: dict) -> list[dict]:
     return [g for g in ({**group, "params": decayed}, no_decay) if g["params"]]
 
 
-def check_targets(cfg: Any) -> None:
-    """The config may name an optimizer class of ``torch.optim`` and this module's schedule, nothing else: no other
-    callable is ever reached from a config value. And the base learning rate is a positive number, each part's
-    multiple of it at least 0."""
+@dataclass(frozen=True)
+class OptimConfig:
+    """The ``optim`` node: the optimizer (a ``_partial_`` node of a ``torch.optim`` class), the schedule, each part's
+    multiple of the base rate, and DAFT's head rate (``protocol=daft``)."""
+
+    optimizer: dict[str, Any]
+    lr_schedule: dict[str, Any]
+    lr_mult: dict[str, Any]  # part -> multiple (each checked below, by its own name)
+    head_lr: Annotated[float, AtLeast(0)] | None = None
+
+
+#: the parts of a run whose learning rate is a multiple of the base one (``optim.lr_mult``)
+PARTS = ("backbone", "bottleneck", "head", "method")
+
+
+def check_optim(cfg: Any) -> None:
+    """The ``optim`` node's schema: an optimizer class of ``torch.optim`` with settings of its constructor, and this
+    module's schedule with its settings; nothing else is reachable from a config value. The base learning rate is a
+    positive number, each part's multiple of it (``lr_mult``: :data:`PARTS`) at least 0."""
+    check_settings(OptimConfig, OmegaConf.to_container(cfg, resolve=True), "optim", complete=True)
     target = str(cfg.optimizer.get("_target_"))
     module, _, name = target.rpartition(".")
     optimizer_class = getattr(torch.optim, name, None) if module == "torch.optim" else None
@@ -64,20 +82,23 @@ def check_targets(cfg: Any) -> None:
     if str(cfg.lr_schedule.get("_target_")) != f"{__name__}.lr_schedule":
         raise ConfigError(f"optim.lr_schedule._target_={cfg.lr_schedule.get('_target_')} is not "
                           f"{__name__}.lr_schedule: choose the schedule with optim.lr_schedule.kind")
+    check_settings(optimizer_class, node_settings(cfg.optimizer), "optim.optimizer", name, fixed=("params",))
     check_settings(lr_schedule, node_settings(cfg.lr_schedule), "optim.lr_schedule")
     base_lr = cfg.optimizer.lr
     if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
         raise ConfigError(f"optim.optimizer.lr={base_lr}: give a positive learning rate, e.g. "
                           f"optim.optimizer.lr=0.001")
     for part, multiple in cfg.lr_mult.items():  # DAFT's head: optim.head_lr / optim.optimizer.lr
+        if part not in PARTS:
+            raise ConfigError(f"optim.lr_mult has no part {part}{suggestion(part, list(PARTS))}: its parts are "
+                              f"{', '.join(PARTS)}")
         check_setting(f"optim.lr_mult.{part}", multiple, Annotated[float, AtLeast(0)])
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any, iterations: int) -> tuple[Optimizer, LambdaLR]:
     """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name`` and an
     ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial
-    rate; a cosine schedule anneals over the run's ``iterations``."""
-    check_targets(cfg)
+    rate; a cosine schedule anneals over the run's ``iterations`` (a node checked by :func:`check_optim`)."""
     factory = instantiate(cfg.optimizer)
     base_lr = cfg.optimizer.lr
     groups = [{**split, "lr": base_lr * split["lr_mult"]} for group in param_groups for split in

@@ -30,7 +30,7 @@ from normda.distributed import Distributed
 from normda.evaluate import Evaluation, evaluate
 from normda.interrupts import Interrupted, Interrupts
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 from normda.validation import deep_embedded_validation
 from normda.datasets import DomainAdaptationTask
 from normda.normalization import Normalization, domain_split

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from normda.run import Metric
+from normda.reporting.selections import Metric
 from normda.reporting.tables import SELECTIONS, collect_tables, find_runs, wandb_runs, write_table
 
 

@@ -5,7 +5,7 @@
         --name cpu_digits_transnorm_ablation
 
 Each run folder at or below the given folders is copied to ``<to>/<run name>/`` with its records only
-(``normda.run.RunFolder.RECORDS``: config.yaml, labels.json, metrics.jsonl, summary.json and the done or failed
+(``normda.run_folder.RunFolder.RECORDS``: config.yaml, labels.json, metrics.jsonl, summary.json and the done or failed
 marker), never its checkpoint, logs or W&B files: a few kilobytes a run. ``scripts/reproduce.py`` keeps its preset's
 records the same way.
 """
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from normda.reporting.tables import run_folders
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from normda.reporting.tables import SELECTIONS, collect_tables, find_runs, recorded_choice, run_folders, write_table
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 
 LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/launcher=slurm"]}
 

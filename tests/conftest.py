@@ -25,7 +25,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one core per worker, not two threads each on both cores
     torch.set_num_threads(1)
 
-from normda.run import register_resolvers  # noqa: E402
+from normda.resolvers import register_resolvers  # noqa: E402
 
 register_resolvers()
 

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from normda.acceleration import Acceleration
 from normda.evaluate import evaluate
 from normda.experiment import train
-from normda.run import RunFolder, config_id
+from normda.config_identity import config_id
+from normda.run_folder import RunFolder
 
 
 def summary_of(run_dir):

@@ -39,7 +39,7 @@ CATALOGUE = [
     ("DAFT's head sweep without the feature rate step 1 chose", ["experiment=daft_sweep_head", "hydra.mode=RUN"],
      "optim.optimizer.lr=None: give a positive learning rate"),
     ("a negative head rate under DAFT", ["protocol=daft", "optim.head_lr=-1"],
-     "optim.lr_mult.head=-1000.0: give a value of at least 0"),
+     "optim.head_lr=-1: give a value of at least 0"),
     ("unknown resize filter", ["data.interpolation=nearest"],
      "data.interpolation='nearest': give one of bilinear, bicubic"),
     ("unknown TLlib resizing", ["data=office31", "data.root=/nonexistent", "data.train_resizing=centre"],
@@ -101,6 +101,15 @@ CATALOGUE = [
      "trainer.amp_dtype='float8' (did you mean float16?): give one of auto, bfloat16, float16"),
     ("unknown learning-rate schedule", ["optim.lr_schedule.kind=step"],
      "optim.lr_schedule.kind='step': give one of inverse_decay, cosine"),
+    ("a word where a width belongs", ["model.bottleneck_dim=abc"], "model.bottleneck_dim='abc': give a whole number"),
+    ("a dropout out of range", ["model.bottleneck_dropout=2"], "model.bottleneck_dropout=2: give a value below 1"),
+    ("a key the dataset does not have", ["+data.foo=1"], "data=digits_embedded has no setting foo (its settings:"),
+    ("channels neither grey nor RGB", ["backbone.in_chans=2"], "backbone.in_chans=2: give one of 1, 3"),
+    ("a setting the optimizer does not take", ["+optim.optimizer.betas=[0.9,0.99]"],
+     "optim.optimizer=SGD has no setting betas"),
+    ("unknown W&B mode", ["logger=wandb", "logger.mode=sometimes"],
+     "logger.mode='sometimes': give one of auto, online, offline, disabled"),
+    ("unknown selection", ["report.selection=oracle"], "report.selection='oracle': give one of last, best"),
 ]
 
 
@@ -118,6 +127,12 @@ def test_bad_input_is_one_line(tmp_path, overrides, expected):
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and expected in errors[0], stderr
     assert "Traceback" not in stderr and "Error executing job" not in stderr
+
+
+def test_a_refused_setting_leaves_no_run_folder(tmp_path):
+    """The config is checked before Hydra names (and makes) the run folder."""
+    result = run_in_process(*command_line(["model.bottleneck_dim=abc"]), cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "outputs").exists(), result.stderr
 
 
 def test_a_mistake_ends_the_program_with_status_2_one_line_and_no_traceback(tmp_path):

@@ -167,7 +167,7 @@ def test_a_corrupt_image_is_skipped_or_named(make_config, folders_root):
      "data.root=/nonexistent/mine does not exist: set data.root to the folder that holds your one folder per domain"),
     (["data=folders", "data.root=ROOT", "data.source=photos", "data.target=photos"],
      "data.source and data.target are both 'photos'"),
-    (["data=folders", "data.root=ROOT"], "data.source must be set: add data.source=<value> to the command"),
+    (["data=folders", "data.root=ROOT"], "data.source, data.target must be set: add data.source=<value> to the command"),
     (["data=image_list", "data.root=ROOT", "data.source=photos", "data.target=sketches", "data.classes=[cat,dog,fox]"],
      "data.source=photos has no list: give data.lists='{photos: <file>, ...}'"),
     (["data=folders", "data.root=ROOT/photos/cat/0.png", "data.source=photos", "data.target=sketches"],
@@ -176,7 +176,7 @@ def test_a_corrupt_image_is_skipped_or_named(make_config, folders_root):
      "data.source='photos/' is a path: name the domain alone, data.source=photos"),
     # what bash's brace expansion leaves of an unquoted data.lists={photos:photos.txt,sketches:sketches.txt}
     (["data=image_list", "data.root=ROOT", "data.source=photos", "data.target=sketches", "data.classes=[cat,dog,fox]",
-      "data.lists=sketches:sketches.txt"], "data.lists='sketches:sketches.txt' is not a mapping of domain names"),
+      "data.lists=sketches:sketches.txt"], "data.lists='sketches:sketches.txt': give a mapping, quoted for the shell: '{name: value, ...}'"),
 ])
 def test_custom_domains_bad_input_is_one_line(folders_root, tmp_path, arguments, expected):
     result = run_in_process(*[a.replace("ROOT", str(folders_root)) for a in arguments], "logger=none",
@@ -303,7 +303,8 @@ def test_another_folder_is_another_run_and_changed_files_are_refused(make_config
     """The issue's case: the same command with another data.root must never report the first folder's result, and
     files changed under the same root must not resume or "finish" the old run."""
     from normda.errors import RunInputsChanged
-    from normda.run import RunFolder, run_name
+    from normda.config_identity import run_name
+    from normda.run_folder import RunFolder
 
     copy = tmp_path / "copy"
     make_domains(copy)

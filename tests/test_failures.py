@@ -11,7 +11,7 @@ import normda.trainer as trainer_module
 from conftest import load_script, run_in_process
 from normda.errors import ConfigError, OutOfMemory, RunFolderGone, TrainingDivergedError
 from normda.experiment import train
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 from normda.trainer import check_finite
 
 

@@ -17,7 +17,7 @@ from normda.dann_cdan import StepOutputs
 from normda.model import ImageClassifier
 from normda.optim import Cosine, lr_schedule
 from normda.registry import check_settings
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 from normda.trainer import training_length
 from normda.errors import ConfigError
 

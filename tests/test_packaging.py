@@ -90,7 +90,7 @@ def test_a_wheel_works_from_the_repository_and_from_elsewhere(tmp_path):
     assert installed.returncode == 0, installed.stderr[-2000:]
     code = ("from normda import datasets, normalization, dann_cdan; print(datasets.__file__); "
             "from normda.experiment import train; from hydra import compose, initialize_config_dir; "
-            "from normda.run import register_resolvers; register_resolvers(); "
+            "from normda.resolvers import register_resolvers; register_resolvers(); "
             f"initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'); "
             "cfg = compose('config', overrides=['logger=none', 'data=synthetic', 'trainer.progress=false', "
             "'trainer.iterations=1', 'trainer.eval_every=1']); import tempfile; run = tempfile.mkdtemp(); "
@@ -120,15 +120,22 @@ def test_reporting_reads_what_the_package_installs_and_creates_no_folder(tmp_pat
     assert not (tmp_path / "no").exists()
 
 
-def test_a_run_that_needs_no_timm_imports_neither_timm_nor_wandb(tmp_path):
+#: what the default run (logger=none) must not import: the libraries of other backbones, datasets and loggers, the
+#: reporting stack, and the modules of the options it does not use (the registries read their names from the files)
+NOT_IMPORTED = ("timm", "wandb", "torchvision", "pandas", "matplotlib", "sklearn", "normda.backbones.resnet",
+                "normda.backbones.timm_model", "normda.datasets.digits", "normda.datasets.office31",
+                "normda.normalization.autodial", "normda.dann_cdan.mdd", "normda.reporting.tables")
+
+
+def test_a_run_imports_only_what_it_uses(tmp_path):
     """The default run with logger=none: timm (and the wandb that timm itself imports) load only for a timm-built
-    backbone (resnet with library=timm, efficientnet_lite0, timm)."""
-    result = python("import sys; from normda.run import register_resolvers; register_resolvers(); "
+    backbone, torchvision only for its backbones and image files, and no option's module loads unless it is chosen."""
+    result = python("import sys; from normda.resolvers import register_resolvers; register_resolvers(); "
                     "from hydra import compose, initialize_config_dir; "
                     f"initialize_config_dir(config_dir={str(ROOT / 'conf')!r}, version_base='1.3'); "
                     "cfg = compose('config', overrides=['logger=none', 'trainer.progress=false', "
                     f"'trainer.iterations=1', 'trainer.eval_every=1', 'trainer.output_dir={tmp_path}']); "
                     "from normda.experiment import train; train(cfg, '" + str(tmp_path / "run") + "'); "
-                    "print(sorted(name for name in ('timm', 'wandb') if name in sys.modules))", tmp_path)
+                    f"print(sorted(name for name in {NOT_IMPORTED!r} if name in sys.modules))", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"

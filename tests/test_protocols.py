@@ -23,6 +23,7 @@ from normda.evaluate import predict
 from normda.experiment import train
 from normda.dann_cdan import build as build_method
 from normda.errors import ConfigError
+from normda.schema import check_config
 from normda.datasets.digits import class_balanced
 from normda.datasets.digit_arrays import DigitArrays
 from normda.datasets.digits_embedded import load_arrays
@@ -263,7 +264,7 @@ def test_train_resizing_is_checked_by_name(make_config, tmp_path):
     make_office31(tmp_path / "office31")
     cfg = make_config("data=office31", f"data.root={tmp_path / 'office31'}", "data.train_resizing=centre")
     with pytest.raises(ConfigError, match="data.train_resizing='centre': give one of default, cen.crop, ran.crop, res."):
-        datasets.build(cfg.data)
+        check_config(cfg)
 
 
 def test_embedded_digits_resize_as_pil(make_config):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import ROOT, load_script
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 
 TABLES = ROOT / "results" / "tables"
 RECORDS = ROOT / "results" / "runs"

@@ -18,7 +18,8 @@ from normda.reporting.analysis import a_distance, ideal_joint_error
 from normda.experiment import train
 from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_table, collect_tables, find_runs,
                                      read_paper, recorded_choice, row_text, runs_frame, wandb_runs)
-from normda.run import RunFolder, table_labels
+from normda.labels import table_labels
+from normda.run_folder import RunFolder
 from normda.validation import deep_embedded_validation, density_ratios, dev_risk
 
 GOLDEN = ROOT / "tests" / "data"

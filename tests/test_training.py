@@ -12,7 +12,8 @@ from normda import normalization
 from conftest import CONF
 from normda.experiment import train
 from normda.registry import node_settings
-from normda.run import RunFolder, config_id
+from normda.config_identity import config_id
+from normda.run_folder import RunFolder
 from normda.normalization import NORMALIZATIONS, TransNorm1d, TransNorm2d
 
 NORMS = NORMALIZATIONS.names()

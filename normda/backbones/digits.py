@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from normda.backbones.base import register
+from normda.backbones.base import BackboneConfig, register
 from normda.errors import ConfigError
 
 
@@ -48,13 +48,13 @@ class DTN(nn.Sequential):
         self.input_size = input_size
 
 
-@register("lenet")
+@register("lenet", settings=BackboneConfig)
 def lenet(cfg: Any) -> LeNet:
     _no_pretrained_weights(cfg)
     return LeNet(cfg.in_chans, cfg.input_size)
 
 
-@register("dtn")
+@register("dtn", settings=BackboneConfig)
 def dtn(cfg: Any) -> DTN:
     _no_pretrained_weights(cfg)
     return DTN(cfg.in_chans, cfg.input_size)

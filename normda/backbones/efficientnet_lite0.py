@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from normda.backbones.base import register
+from normda.backbones.base import BackboneConfig, register
 from normda.backbones.timm_model import create_timm
 from normda.backbones.weights import load_weights, read_state_dict
 from normda.errors import WeightsUnavailableError
@@ -36,7 +36,7 @@ def _match_by_position(model: nn.Module, state: dict[str, torch.Tensor], source:
     return dict(zip(own, theirs))
 
 
-@register("efficientnet_lite0")
+@register("efficientnet_lite0", settings=BackboneConfig)
 def efficientnet_lite0(cfg: Any) -> nn.Module:
     path = cfg.weights or (_packaged_weights_path() if cfg.pretrained else None)
     if path is None:

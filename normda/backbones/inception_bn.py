@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from normda.backbones.base import register
+from normda.backbones.base import BackboneConfig, register
 from normda.backbones.weights import load_weights, read_state_dict
 from normda.errors import ConfigError
 
@@ -85,7 +85,7 @@ class InceptionBN(nn.Module):
         return self.pool(self.blocks(self.stem(x)))
 
 
-@register("inception_bn")
+@register("inception_bn", settings=BackboneConfig)
 def inception_bn(cfg: Any) -> InceptionBN:
     if cfg.pretrained and not cfg.weights:
         raise ConfigError("backbone=inception_bn has no pretrained weights to download: set backbone.pretrained=false "

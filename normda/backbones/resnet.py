@@ -7,7 +7,7 @@ from typing import Any
 import torchvision
 from torch import nn
 
-from normda.backbones.base import register
+from normda.backbones.base import ResNetConfig, register
 from normda.backbones.timm_model import create_timm
 from normda.backbones.weights import download_errors, load_weights, read_state_dict
 from normda.errors import ConfigError
@@ -35,10 +35,8 @@ def resnet(cfg: Any) -> nn.Module:
         raise ConfigError(f"backbone={cfg.name} takes 3-channel images: set data.channels=3")
     if cfg.library == "torchvision":
         return _torchvision_resnet(cfg)
-    if cfg.library == "timm":
-        return create_timm(f"{cfg.name}.tv_in1k", pretrained=cfg.pretrained, weights=cfg.weights, in_chans=3)
-    raise ConfigError(f"unknown backbone.library={cfg.library!r}: choose torchvision or timm")
+    return create_timm(f"{cfg.name}.tv_in1k", pretrained=cfg.pretrained, weights=cfg.weights, in_chans=3)
 
 
-register("resnet50")(resnet)
-register("resnet101")(resnet)
+register("resnet50", settings=ResNetConfig)(resnet)
+register("resnet101", settings=ResNetConfig)(resnet)

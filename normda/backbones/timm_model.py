@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from normda.backbones.base import register
+from normda.backbones.base import TimmConfig, register
 from normda.backbones.weights import download_errors, load_weights, read_state_dict
 from normda.errors import ConfigError
 
@@ -35,6 +35,6 @@ def create_timm(model_name: str, *, pretrained: bool, weights: str | None = None
     return model
 
 
-@register("timm")
+@register("timm", settings=TimmConfig)
 def timm_backbone(cfg: Any) -> nn.Module:
     return create_timm(cfg.model, pretrained=cfg.pretrained, weights=cfg.weights, in_chans=cfg.in_chans)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from normda import datasets
 from normda.evaluate import evaluate
 from normda.experiment import build_model
-from normda.run import RunFolder
+from normda.run_folder import RunFolder
 from normda.datasets.base import hold_out
 from normda.normalization import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
 from normda.errors import DataNotFoundError

@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from scipy.stats import quantile_test
 
 from normda.experiment import resolve_device, versions
-from normda.run import atomic_write_text, register_resolvers
+from normda.resolvers import register_resolvers
+from normda.run_folder import atomic_write_text
 
 __all__ = ["compose_config", "machine", "markdown_table", "resolve_device", "synchronize", "write_results"]
 

@@ -1,6 +1,6 @@
 """From run folders to paper-style tables: load runs, select a checkpoint by a rule, aggregate seeds, and format.
 
-A run folder (or a W&B run) gives the labels it recorded when it trained (``labels.json``, ``normda.run.table_labels``)
+A run folder (or a W&B run) gives the labels it recorded when it trained (``labels.json``, ``normda.labels.table_labels``)
 and one metrics line per evaluation. Its table row is ``method_label / norm_label`` (``cdan_e / transnorm[alpha=one]``),
 its column the task ``A->W``; nothing is read from today's ``conf/``, so a run is labelled as it was trained. The
 checkpoint is chosen when the table is built, by one of :data:`SELECTIONS`.
@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from normda.run import IGNORED_FOR_IDENTITY, RunFolder, atomic_write_text
+from normda.config_identity import IGNORED_FOR_IDENTITY
+from normda.reporting.selections import SELECTIONS
+from normda.run_folder import RunFolder, atomic_write_text
 
 #: published numbers, one CSV per source, installed with the package: ``paper_tables.csv`` (the five papers,
 #: ``scripts/paper_tables.py``) and others such as ``tllib_digits.csv`` (each row citing where its number was published)
@@ -30,27 +32,6 @@ UNLABELLED = {"experiment": "", "protocol": "", "dataset": "", "backbone": "", "
               "task_label": "?", "seed": -1}
 #: labels that runs recorded before they were labels: a run that lacks one was trained the way its value says
 EARLIER_DEFAULTS = {"variant": "", "metric": "target_accuracy", "selection": "best"}
-
-
-def _pick(records: list[dict], key: str, better: Callable[[float, float], bool]) -> dict | None:
-    chosen = None
-    for record in records:
-        if key in record and (chosen is None or better(record[key], chosen[key])):
-            chosen = record
-    return chosen
-
-
-#: selection rule -> (description, function from a run's metrics lines and the reported metric to the chosen line);
-#: the names are those of ``normda.run.Selection``, which a run's ``report.selection`` is checked against
-SELECTIONS: dict[str, tuple[str, Callable[[list[dict], str], dict | None]]] = {
-    "last": ("the last evaluation", lambda records, metric: records[-1] if records else None),
-    "best": ("the best of all evaluations on the target test set: the papers' protocol, which selects with the "
-             "target labels", lambda records, metric: _pick(records, metric, lambda new, old: new > old)),
-    "source_val": ("the evaluation with the best accuracy on held-out source data (no target labels)",
-                   lambda records, metric: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
-    "dev": ("the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target "
-            "labels)", lambda records, metric: _pick(records, "dev_risk", lambda new, old: new < old)),
-}
 
 
 @dataclass
@@ -123,7 +104,7 @@ TABLE_KEYS = ["experiment", "protocol", "dataset", "backbone"]
 #: never share a cell
 ROW_KEYS = ["method_label", "norm_label", "variant"]
 #: recorded settings that may differ between the runs of one cell: the seed, and what never changes a result (where
-#: outputs and data live, the logger, worker counts: ``normda.run.IGNORED_FOR_IDENTITY``)
+#: outputs and data live, the logger, worker counts: ``normda.config_identity.IGNORED_FOR_IDENTITY``)
 POOLED = ("seed", *IGNORED_FOR_IDENTITY)
 
 

@@ -1,6 +1,6 @@
-"""A run's folder, the ground truth for tables: its name, its files, and how they are written.
+"""A run's folder, the ground truth for tables: its files, and how they are written.
 
-    <trainer.output_dir>/<data>-<S>2<T>-<method>-<norm>-<backbone>-seed<k>-<config id>/
+    <trainer.output_dir>/<run name>/   (the name: ``normda.config_identity.run_name``)
         config.yaml      the resolved config              metrics.jsonl   one line per evaluation
         labels.json      the run's table labels           checkpoint.pt   the latest training state
         inputs.json      what identifies the image files it reads (count, bytes, a hash of names and sizes)
@@ -9,16 +9,11 @@
         failed           the one-line reason, when the run stopped on an error (removed when it finishes later)
         lock             held by the process training the run (its id and host), empty otherwise
 
-The recorded config is the resolved one without Hydra's node and without the lookup tables that configs read values
-from (keys starting with ``_``, such as TLlib's per-task digits learning rates): the values they gave are in it, the
-tables are not. The config id is a hash of the recorded config without the keys that do not change the result (where
-outputs and data live, the logger, worker counts), so the same command always names the same folder and a changed
-setting a new one. Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+Every file is written to a temporary name and renamed, so a crash never leaves half a file.
 """
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -26,134 +21,15 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from normda.config_identity import recorded_config
 from normda.errors import ConfigError, RunFolderBusy, RunInputsChanged
-from normda.registry import check_setting
 
 log = logging.getLogger(__name__)
-
-IGNORED_FOR_IDENTITY = (
-    "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
-    "data.root", "data.num_workers", "data.download", "report",
-)
-#: what a table reports of a run (``report.metric``) and which evaluation it takes (``report.selection``); the
-#: selections are defined in ``normda.reporting.tables.SELECTIONS``
-Metric = Literal["target_accuracy", "target_accuracy_10crop", "target_mean_class_accuracy"]
-Selection = Literal["best", "last", "source_val", "dev"]
-
-
-def _drop(tree: dict, dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.get(key)
-        if not isinstance(tree, dict):
-            return
-    tree.pop(leaf, None)
-
-
-def recorded_config(cfg: DictConfig) -> dict[str, Any]:
-    """What a run records of its config (config.yaml, W&B, the config id): resolved, without ``hydra`` and without
-    ``_``-prefixed lookup tables (``_target_`` and ``_partial_`` are kept: they say what is built)."""
-    kept = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-    tree = OmegaConf.to_container(kept, resolve=True)
-    return _strip(tree)
-
-
-def _strip(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {key: _strip(value) for key, value in tree.items()
-                if not str(key).startswith("_") or key in ("_target_", "_partial_")}
-    return tree
-
-
-def config_id(cfg: DictConfig) -> str:
-    """12 hex digits identifying what a run computes."""
-    tree = recorded_config(cfg)
-    for dotted in IGNORED_FOR_IDENTITY:
-        _drop(tree, dotted)
-    if cfg.data.get("_root_is_the_data"):  # one's own domains: another folder is other data, so another run
-        tree["data"]["root"] = str(Path(str(cfg.data.root)).expanduser().resolve())
-    return hashlib.sha1(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def table_labels(cfg: DictConfig) -> dict[str, Any]:
-    """Every label a table groups a run by, decided once, at training time, and kept in the run folder's
-    ``labels.json``: the preset, the protocol, the dataset, the backbone, the method (as its class names it in tables:
-    ``cdan_e`` for CDAN with entropy conditioning), the normalization with the settings that differ from its own
-    defaults (``transnorm[alpha=one]``; a setting another axis chose by interpolation, such as BGN's per-task G, is not
-    part of the label), the variant (the values of the keys a preset sweeps besides those, ``experiment.vary``, and the
-    part of the source held out of training), the task (``A->W``) and the seed; and how its preset's table reports it
-    (``report.metric`` at the evaluation ``report.selection`` picks)."""
-    from normda.dann_cdan import METHODS
-    from normda.normalization import NORMALIZATIONS
-    from normda.registry import changed_settings, node_settings
-
-    chosen = node_settings(cfg.norm, "exclude", resolve=False)
-    changed = changed_settings(NORMALIZATIONS.get(cfg.norm.name), chosen)
-    norm_label = cfg.norm.name + (f"[{','.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
-    check_setting("report.metric", cfg.report.metric, Metric)
-    check_setting("report.selection", cfg.report.selection, Selection)
-    return {
-        "experiment": str(OmegaConf.select(cfg, "experiment.name", default="") or ""),
-        "protocol": str(cfg.protocol),
-        "dataset": cfg.data.name,
-        "backbone": cfg.backbone.get("model") or cfg.backbone.name,
-        "method_label": METHODS.get(cfg.method.name).table_label(cfg.method.name, node_settings(cfg.method)),
-        "norm_label": norm_label,
-        "variant": variant_label(cfg),
-        "task_label": f"{cfg.data.source}->{cfg.data.target}",
-        "seed": int(cfg.seed),
-        "metric": str(cfg.report.metric),
-        "selection": str(cfg.report.selection),
-    }
-
-
-def variant_label(cfg: DictConfig) -> str:
-    """``lr=0.001, head_lr=1.0, source held out 0.1``: the keys the preset names in ``experiment.vary`` (by their last
-    part) and a held-out part of the source; "" for a run trained as its paper row."""
-    parts = [f"{key.rsplit('.', 1)[-1]}={OmegaConf.select(cfg, key)}"
-             for key in OmegaConf.select(cfg, "experiment.vary", default=None) or []]
-    if cfg.data.source_val_fraction:
-        parts.append(f"source held out {cfg.data.source_val_fraction:g}")
-    return ", ".join(parts)
-
-
-def run_name(cfg: DictConfig) -> str:
-    for key in ("source", "target"):  # a name with a slash (shell completion's "webcam/") would nest the folder
-        name = str(cfg.data[key])
-        if "/" in name or "\\" in name:
-            raise ConfigError(f"data.{key}={name!r} is a path: name the domain alone, "
-                              f"data.{key}={Path(name).name or name.strip('/')}")
-    backbone = cfg.backbone.get("model") or cfg.backbone.name
-    return (f"{cfg.data.name}-{cfg.data.source}2{cfg.data.target}-{cfg.method.name}-{cfg.norm.name}-{backbone}"
-            f"-seed{cfg.seed}-{config_id(cfg)}")
-
-
-def task_domain(task: str, index: int) -> str:
-    """``A2W`` -> ``A`` (0) or ``W`` (1): the domains of a task written source-2-target, as experiment presets sweep
-    them (``data.task=A2W,D2W``)."""
-    parts = str(task).split("2")
-    if len(parts) != 2 or not all(parts):
-        raise ValueError(f"data.task={task!r} is not <source>2<target>, e.g. A2W")
-    return parts[index]
-
-
-def register_resolvers() -> None:
-    """``${run_name:}`` in the config (Hydra's run and sweep folders) resolves to :func:`run_name` of the whole
-    config; ``${task_domain:A2W,0}`` to a task's source (0) or target (1); ``${ratio:a,b}`` to a / b (a learning
-    rate given absolutely, as a multiple of the base one: DAFT's head), null while either is null (a value the
-    command must give; the run's checks name it)."""
-    OmegaConf.register_new_resolver("run_name", lambda *, _root_: run_name(_root_), replace=True)
-    OmegaConf.register_new_resolver("task_domain", task_domain, replace=True)
-    OmegaConf.register_new_resolver("ratio", ratio, replace=True)
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    return None if numerator is None or denominator is None else float(numerator) / float(denominator)
 
 
 def atomic_write(path: Path, write) -> None:

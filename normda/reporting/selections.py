@@ -1,0 +1,45 @@
+"""What a table reports of a run (``report.metric``) and which of its evaluations (``report.selection``): the one table
+of each, the types a config is checked against (generated from them), and the ``report`` node's schema."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+#: metric -> what it measures (each evaluation's line in ``metrics.jsonl`` holds it, where the run computes it)
+METRICS = {
+    "target_accuracy": "accuracy on the target test set",
+    "target_accuracy_10crop": "accuracy on the target test set with ten crops of each image (trainer.ten_crop)",
+    "target_mean_class_accuracy": "accuracy on the target test set averaged over its classes",
+}
+
+
+def _pick(records: list[dict], key: str, better: Callable[[float, float], bool]) -> dict | None:
+    chosen = None
+    for record in records:
+        if key in record and (chosen is None or better(record[key], chosen[key])):
+            chosen = record
+    return chosen
+
+
+#: selection rule -> (description, function from a run's metrics lines and the reported metric to the chosen line)
+SELECTIONS: dict[str, tuple[str, Callable[[list[dict], str], dict | None]]] = {
+    "last": ("the last evaluation", lambda records, metric: records[-1] if records else None),
+    "best": ("the best of all evaluations on the target test set: the papers' protocol, which selects with the "
+             "target labels", lambda records, metric: _pick(records, metric, lambda new, old: new > old)),
+    "source_val": ("the evaluation with the best accuracy on held-out source data (no target labels)",
+                   lambda records, metric: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
+    "dev": ("the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target "
+            "labels)", lambda records, metric: _pick(records, "dev_risk", lambda new, old: new < old)),
+}
+
+Metric = Literal[tuple(METRICS)]
+Selection = Literal[tuple(SELECTIONS)]
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report`` node of ``conf/config.yaml``: how ``scripts/collect.py`` tabulates the run unless told
+    otherwise."""
+
+    metric: Metric
+    selection: Selection
