@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from normda.dann_cdan.grl import WarmStartSchedule, grad_reverse
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs, register
-from normda.model import mlp_head
+from normda.heads import mlp_head
 
 TLLIB_GRL = {"alpha": 1.0, "lo": 0.0, "hi": 0.1, "max_iters": 1000}
 

@@ -16,8 +16,8 @@ from normda.normalization.convert import NormAct, convert
 from normda.normalization.domain import (
     DomainAwareNorm,
     domain_split,
-    evaluation_domain,
-    set_evaluation_domain,
+    using_test_stats,
+    set_test_stats,
 )
 from normda.normalization.transnorm import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
 
@@ -32,8 +32,8 @@ __all__ = [
     "build",
     "convert",
     "domain_split",
-    "evaluation_domain",
+    "using_test_stats",
     "register",
-    "set_evaluation_domain",
+    "set_test_stats",
     "transferability_alpha",
 ]

@@ -39,11 +39,10 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from normda.normalization.domain import DOMAINS, DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
-from normda.normalization.base import copy_affine, has_trained_statistics, layer_label, register
+from normda.normalization.base import copy_affine, has_trained_statistics, register
 from normda.normalization.split_batchnorm import (batch_moments, in_statistics_dtype, kernel_constants,
                                                    statistics_dtype, use_fused_kernels)
 from normda.normalization.sync import distributed_world, global_moments, local_moments
-from normda.errors import BatchTooSmallError
 from normda.registry import check_setting
 
 
@@ -262,12 +261,7 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.alpha = nn.Parameter(torch.tensor(1.0))
         self.alpha.no_weight_decay = True  # decay_mult 0 in the official prototxt
-        for domain in ("source", "target"):
-            tracked = {"mean": torch.zeros(num_features), "var": torch.ones(num_features),
-                       "weight": torch.tensor(0.0)}  # weight: Caffe's accumulated scale s
-            for name, value in tracked.items():
-                self.register_buffer(f"running_{name}_{domain}", value if track_running_stats else None)
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.register_domain_statistics(num_features, track_running_stats, weight=0.0)  # weight: Caffe's scale s
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, running_average={self.running_average}"
@@ -276,19 +270,14 @@ class AutoDIALNorm(DomainAwareNorm, nn.Module):
         if not self.training and not self.track_running_stats:  # as the BatchNorm it replaces
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         if not self.training:
-            return F.batch_norm(x, getattr(self, f"running_mean_{self.eval_domain}"),
-                                getattr(self, f"running_var_{self.eval_domain}"), self.weight, self.bias,
-                                training=False, eps=self.eps)
+            return F.batch_norm(x, *self.running_stats(self.test_stats), self.weight, self.bias, training=False,
+                                eps=self.eps)
         with torch.no_grad():
             self.alpha.clamp_(0.5, 1.0)
-        self.num_batches_tracked.add_(1)
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
         n_source, n_target = self.split_sizes(x.shape[0])
-        for domain, size in (("source", n_source), ("target", n_target)):
-            if size and size * x.shape[2:].numel() < 2:
-                raise BatchTooSmallError(
-                    f"AutoDIAL at {layer_label(self)} got 1 value per channel in the {domain} part of the batch "
-                    f"({size} of {tuple(x.shape)}): give each domain at least 2 samples (data.batch_size)"
-                )
+        self.check_batch(x.shape, (n_source, n_target))
         values = x.numel() // self.num_features
         weight, bias, alpha = in_statistics_dtype(x, self.weight, self.bias, self.alpha)
         synced = self.sync and distributed_world() > 1

@@ -42,7 +42,7 @@ class Normalization:
     def before_evaluation(self, model: nn.Module, loader: DataLoader, device: torch.device) -> None:
         """Called before every evaluation, with the target test loader."""
 
-    def set_evaluation_statistics(self, model: nn.Module, trains_on_target: bool) -> None:
+    def choose_test_stats(self, model: nn.Module, trains_on_target: bool) -> None:
         """Called once the method is known: whether training shows the layers target batches. Only layers with
         per-domain statistics have a choice to make (``normalization.domain.DomainAwareOption``)."""
 

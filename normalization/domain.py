@@ -5,9 +5,9 @@ A training step runs one forward pass over the concatenated batch ``[x_source; x
 layer follows the official TransNorm rule: the first ``N // 2`` samples are source, the rest target.
 
 In eval mode the layers normalise with one domain's statistics. Which one is decided in one place,
-:meth:`DomainAwareOption.set_evaluation_statistics`, from ``norm.test_stats``: ``target`` or ``source``, or ``auto``
+:meth:`DomainAwareOption.choose_test_stats`, from ``norm.test_stats``: ``target`` or ``source``, or ``auto``
 (the default): the target's when training shows the layers target batches, the source's when it never does (source
-only), since the target statistics would then be the untouched pretrained ones. :func:`evaluation_domain` switches
+only), since the target statistics would then be the untouched pretrained ones. :func:`using_test_stats` switches
 them for one block (DEV evaluates held-out source data with source statistics).
 
 Layers never import the trainer: the trainer sets two plain attributes on every :class:`DomainAwareNorm` it finds.
@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normda.normalization.base import Normalization
+from normda.errors import BatchTooSmallError
+from normda.normalization.base import Normalization, layer_label
 
 DOMAINS = ("source", "target")
 Domain = Literal["source", "target"]
@@ -40,15 +41,55 @@ def copy_running_stats(bn: _BatchNorm, layer: nn.Module, domains: tuple[str, ...
         layer.num_batches_tracked.copy_(bn.num_batches_tracked)
 
 
+def update_factor(num_batches_tracked: torch.Tensor | None, momentum: float | None) -> float:
+    """Count one more batch and return its weight in the running averages, as ``nn.BatchNorm`` does: ``momentum``, or
+    ``1 / batches`` for a cumulative average (``momentum=None``); 0 where no statistics are tracked (``None``)."""
+    if num_batches_tracked is None:
+        return 0.0
+    num_batches_tracked.add_(1)
+    return 1.0 / float(num_batches_tracked) if momentum is None else momentum
+
+
 class DomainAwareNorm:
-    """Mixin for normalization layers that keep separate source and target statistics."""
+    """Mixin for normalization layers that keep separate source and target statistics: where the batch splits, which
+    statistics evaluation uses, the per-domain running buffers and the check that each domain's part can be
+    normalised."""
 
     #: ``(n_source, n_target)`` of the current batch, or None for the official first-half rule.
     domain_split: tuple[int, int] | None = None
     #: the statistics used in eval mode: ``"target"`` (default) or ``"source"``.
-    eval_domain: str = "target"
+    test_stats: str = "target"
     #: ``norm.sync``: in a distributed job, each domain's batch statistics over all processes (normalization/sync.py).
     sync: bool = False
+
+    def register_domain_statistics(self, num_features: int, track_running_stats: bool, **extra: float) -> None:
+        """``running_mean_<domain>`` (0) and ``running_var_<domain>`` (1) for each domain, any ``extra`` per-domain
+        scalar (``running_<name>_<domain>``, AutoDIAL's Caffe scale), and ``num_batches_tracked``; all None for a
+        layer that keeps no running statistics."""
+        for domain in DOMAINS:
+            kept = {"mean": torch.zeros(num_features), "var": torch.ones(num_features),
+                    **{name: torch.tensor(value) for name, value in extra.items()}}
+            for name, value in kept.items():
+                self.register_buffer(f"running_{name}_{domain}", value if track_running_stats else None)
+        self.register_buffer("num_batches_tracked",
+                             torch.tensor(0, dtype=torch.long) if track_running_stats else None)
+
+    def running_stats(self, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"running_mean_{domain}"), getattr(self, f"running_var_{domain}")
+
+    def check_batch(self, shape: torch.Size, sizes: tuple[int, int]) -> None:
+        """Raise :class:`BatchTooSmallError` where a domain's part of a batch of ``shape`` holds one value per channel
+        (a variance needs two)."""
+        for domain, size in zip(DOMAINS, sizes):
+            values = size * shape[2:].numel()
+            if size and values < 2:
+                raise BatchTooSmallError(
+                    f"{self.layer_description()} at {layer_label(self)} got {values} value per channel in the "
+                    f"{domain} part of the batch ({size} of {tuple(shape)}): give each domain at least 2 samples "
+                    f"(raise data.batch_size)")
+
+    def layer_description(self) -> str:
+        return type(self).__name__
 
     def split_sizes(self, batch_size: int) -> tuple[int, int]:
         """Return ``(n_source, n_target)`` for a batch of ``batch_size`` samples."""
@@ -86,25 +127,25 @@ def domain_split(model: nn.Module, n_source: int, n_target: int) -> Iterator[Non
             layer.domain_split = split
 
 
-def set_evaluation_domain(model: nn.Module, domain: Domain) -> None:
+def set_test_stats(model: nn.Module, domain: Domain) -> None:
     """Make every domain-aware layer of ``model`` evaluate with ``domain``'s statistics from now on."""
     if domain not in DOMAINS:
         raise ValueError(f"{domain!r} is not a domain: source or target")
     for layer in domain_aware_layers(model):
-        layer.eval_domain = domain
+        layer.test_stats = domain
 
 
 @contextmanager
-def evaluation_domain(model: nn.Module, domain: str) -> Iterator[None]:
+def using_test_stats(model: nn.Module, domain: str) -> Iterator[None]:
     """Within the block, domain-aware layers of ``model`` evaluate with ``domain``'s statistics."""
     layers = domain_aware_layers(model)
-    previous = [layer.eval_domain for layer in layers]
-    set_evaluation_domain(model, domain)
+    previous = [layer.test_stats for layer in layers]
+    set_test_stats(model, domain)
     try:
         yield
     finally:
         for layer, value in zip(layers, previous):
-            layer.eval_domain = value
+            layer.test_stats = value
 
 
 class DomainAwareOption(Normalization):
@@ -118,10 +159,10 @@ class DomainAwareOption(Normalization):
 
     def configure(self, layer: DomainAwareNorm) -> DomainAwareNorm:
         """Give a new layer this option's settings (``auto`` evaluates with the target until told otherwise)."""
-        layer.eval_domain = "target" if self.test_stats == "auto" else self.test_stats
+        layer.test_stats = "target" if self.test_stats == "auto" else self.test_stats
         layer.sync = self.sync
         return layer
 
-    def set_evaluation_statistics(self, model: nn.Module, trains_on_target: bool) -> None:
+    def choose_test_stats(self, model: nn.Module, trains_on_target: bool) -> None:
         if self.test_stats == "auto":
-            set_evaluation_domain(model, "target" if trains_on_target else "source")
+            set_test_stats(model, "target" if trains_on_target else "source")

@@ -13,11 +13,10 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normda.normalization.domain import DomainAwareNorm, DomainAwareOption
-from normda.normalization.base import batchnorm_dims, copy_affine, layer_label, register
+from normda.normalization.domain import DomainAwareNorm, DomainAwareOption, update_factor
+from normda.normalization.base import batchnorm_dims, copy_affine, register
 from normda.normalization.split_batchnorm import split_batch_norm
 from normda.normalization.sync import distributed_world
-from normda.errors import BatchTooSmallError
 
 
 def plain_batchnorm(bn: _BatchNorm) -> _BatchNorm:
@@ -41,37 +40,21 @@ class DomainSpecificBatchNorm(DomainAwareNorm, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            return getattr(self, self.eval_domain)(x)
+            return getattr(self, self.test_stats)(x)
         n_source, n_target = self.split_sizes(x.shape[0])
         # synchronised, every process counts the batch of both domains: the whole batch holds both, even where this
         # process's share holds one, and every process must update its running statistics alike
         synced = self.sync and distributed_world() > 1
+        self.check_batch(x.shape, (n_source, n_target))
         momentum = {}
         for domain, size in (("source", n_source), ("target", n_target)):
-            if size:
-                self._check_batch(x.shape, size, domain)
             if size or synced:
-                momentum[domain] = self._update_factor(getattr(self, domain))
+                branch = getattr(self, domain)
+                momentum[domain] = update_factor(branch.num_batches_tracked, branch.momentum)
         branches = {domain: getattr(self, domain) for domain in ("source", "target")}
         return split_batch_norm(x, n_source, {d: (bn.weight, bn.bias) for d, bn in branches.items()},
                                 {d: (bn.running_mean, bn.running_var) for d, bn in branches.items()},
                                 {d: momentum.get(d, 0.0) for d in branches}, branches["source"].eps, sync=self.sync)
-
-    @staticmethod
-    def _update_factor(branch: _BatchNorm) -> float:
-        """Count the batch in ``branch`` and return its running-average weight, as ``nn.BatchNorm`` does."""
-        if branch.track_running_stats:
-            branch.num_batches_tracked.add_(1)
-            if branch.momentum is None:
-                return 1.0 / float(branch.num_batches_tracked)
-        return 0.0 if branch.momentum is None else branch.momentum
-
-    def _check_batch(self, shape: torch.Size, size: int, domain: str) -> None:
-        if size * shape[2:].numel() < 2:
-            raise BatchTooSmallError(
-                f"DomainSpecificBatchNorm at {layer_label(self)} got 1 value per channel in the {domain} part of "
-                f"the batch ({size} of {tuple(shape)}): give each domain at least 2 samples (data.batch_size)"
-            )
 
 
 @register("dsbn")

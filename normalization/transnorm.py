@@ -11,7 +11,7 @@ Training mode, for a batch ``[x_s; x_t]`` (Algorithm 1):
 * Eq. 7: ``y = (1 + alpha) * z`` with ``alpha`` detached (no gradient flows through it).
 
 Eval mode normalises every sample with the target running statistics (source with
-``normalization.evaluation_domain(model, "source")``) and computes ``alpha`` from the four running buffers.
+``normalization.using_test_stats(model, "source")``) and computes ``alpha`` from the four running buffers.
 
 Beyond the official code: the split may be unequal or single-domain (``normalization.domain_split``); a single-domain
 batch takes the absent domain's statistics for ``alpha`` from its running buffers, and leaves those buffers unchanged.
@@ -36,10 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from normda.normalization.domain import DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats
-from normda.normalization.base import batchnorm_dims, copy_affine, layer_label, register
+from normda.normalization.domain import (DomainAwareNorm, DomainAwareOption, TestStats, copy_running_stats,
+                                         update_factor)
+from normda.normalization.base import batchnorm_dims, copy_affine, register
 from normda.normalization.split_batchnorm import split_batch_norm
-from normda.errors import BatchTooSmallError
 from normda.registry import check_setting
 
 
@@ -103,11 +103,7 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
-        for domain in ("source", "target"):
-            self.register_buffer(f"running_mean_{domain}", torch.zeros(num_features) if track_running_stats else None)
-            self.register_buffer(f"running_var_{domain}", torch.ones(num_features) if track_running_stats else None)
-        self.register_buffer("num_batches_tracked",
-                             torch.tensor(0, dtype=torch.long) if track_running_stats else None)
+        self.register_domain_statistics(num_features, track_running_stats)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
@@ -131,9 +127,6 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             f", alpha={self.alpha}, distance={self.distance}, probability={self.probability}")
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}{ablation}"
 
-    def running_stats(self, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return getattr(self, f"running_mean_{domain}"), getattr(self, f"running_var_{domain}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in self._input_dims:
             raise ValueError(f"{type(self).__name__} expects {' or '.join(map(str, self._input_dims))}-D input, "
@@ -145,7 +138,7 @@ class _TransNorm(DomainAwareNorm, nn.Module):
             return F.batch_norm(x, None, None, weight, bias, training=True, eps=self.eps)
         weight, bias = self._scaled_affine(
             self._channel_scale(self.running_stats("source") + self.running_stats("target"), x))
-        return F.batch_norm(x, *self.running_stats(self.eval_domain), weight, bias, training=False, eps=self.eps)
+        return F.batch_norm(x, *self.running_stats(self.test_stats), weight, bias, training=False, eps=self.eps)
 
     def _scaled_affine(self, scale: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(1 + alpha) gamma and (1 + alpha) beta, so that eval mode makes one pass over x."""
@@ -166,22 +159,11 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         with torch.no_grad():
             return 1.0 + transferability_alpha(*statistics, self.eps, self.distance, self.probability)
 
-    def _update_factor(self) -> float:
-        """The weight of the new batch in the running averages (BatchNorm's convention; None = cumulative)."""
-        if not self.track_running_stats:
-            return 0.0  # no running statistics to update
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            return 1.0 / float(self.num_batches_tracked)
-        return self.momentum
-
     def _train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise each domain with its own batch statistics (Eq. 3) and scale by ``1 + alpha`` from the raw input's
         statistics (unbiased variances; the running buffers of an absent domain)."""
         n_source, n_target = self.split_sizes(x.shape[0])
-        for domain, size in (("source", n_source), ("target", n_target)):
-            if size:
-                self._check_batch(x.shape, size, domain)
+        self.check_batch(x.shape, (n_source, n_target))
 
         def channel_scale(statistics: dict) -> torch.Tensor | None:
             if len(statistics) < 2 and not self.track_running_stats:
@@ -195,17 +177,11 @@ class _TransNorm(DomainAwareNorm, nn.Module):
         affine = (self.weight, self.bias)
         return split_batch_norm(x, n_source, {"source": affine, "target": affine},
                                 {domain: self.running_stats(domain) for domain in ("source", "target")},
-                                self._update_factor(), self.eps, channel_scale, sync=self.sync)
+                                update_factor(self.num_batches_tracked, self.momentum), self.eps, channel_scale,
+                                sync=self.sync)
 
-    def _check_batch(self, shape: torch.Size, size: int, domain: str) -> None:
-        values_per_channel = size * shape[2:].numel()
-        if values_per_channel < 2:
-            raise BatchTooSmallError(
-                f"{type(self).__name__}({self.num_features}) at {layer_label(self)} got {values_per_channel} value "
-                f"per channel in the "
-                f"{domain} part of the batch ({size} of {tuple(shape)}): give each domain at least 2 samples "
-                f"(raise data.batch_size)"
-            )
+    def layer_description(self) -> str:
+        return f"{type(self).__name__}({self.num_features})"
 
 
 class TransNorm1d(_TransNorm):

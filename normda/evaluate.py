@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from normda.acceleration import Acceleration
-from normda.normalization import evaluation_domain
+from normda.normalization import using_test_stats
 
 
 @dataclass
@@ -70,7 +70,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     features, losses, kept_labels = [], [], []
     seen = 0
     try:
-        with torch.inference_mode(), evaluation_domain(model, domain) if domain else nullcontext():
+        with torch.inference_mode(), using_test_stats(model, domain) if domain else nullcontext():
             for images, labels in loader:
                 images = acceleration.inputs(images)
                 labels = labels.to(device, non_blocking=True)

@@ -31,7 +31,7 @@ from normda.labels import table_labels
 from normda.run_folder import RunFolder
 from normda.registry import node_settings
 from normda.schema import check_config
-from normda.trainer import Trainer, TrainerSettings, training_length
+from normda.trainer import Trainer, TrainingPlan, training_length
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     model, norm = build_model(cfg, task.num_classes)
     model.to(device)
     method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device)
-    norm.set_evaluation_statistics(model, trains_on_target=method.uses_target)
+    norm.choose_test_stats(model, trains_on_target=method.uses_target)
     iterations, eval_every = training_length(cfg.trainer, len(task.source_train), cfg.data.batch_size,
                                              distributed.world_size)
     lr_mult = cfg.optim.lr_mult
@@ -156,7 +156,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     )
     if distributed.rank:  # the same initial weights (DDP also broadcasts them), other dropout masks
         torch.manual_seed(cfg.seed + 100_003 * distributed.rank)
-    settings = TrainerSettings(
+    plan = TrainingPlan(
         iterations=iterations, eval_every=eval_every, batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
         progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
@@ -167,7 +167,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     logger_cfg = cfg.logger if distributed.main else OmegaConf.create({"name": "none"})
     logger = build_logger(logger_cfg, run.path, identity, run_name(cfg), config)
     try:
-        trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, settings, interrupts)
+        trainer = Trainer(model, norm, method, task, optimizer, scheduler, run, logger, plan, interrupts)
         trainer.resume()
         sizes = ", ".join(f"{part.replace('_', ' ')} {count}" for part, count in task.sizes().items())
         log.info("%s -> %s: %s (%s images) on %s%s", task.source, task.target, run.path.name, sizes, device,

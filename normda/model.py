@@ -22,15 +22,8 @@ import torch
 from torch import nn
 
 from normda.errors import ConfigError
+from normda.heads import init_linear, mlp_head
 from normda.registry import AtLeast, Below
-
-
-def _init_linear(layer: nn.Linear, std: float | None, bias: float | None) -> None:
-    if std is not None:
-        nn.init.normal_(layer.weight, 0.0, std)
-        nn.init.constant_(layer.bias, 0.0 if bias is None else bias)
-    elif bias is not None:
-        nn.init.constant_(layer.bias, bias)
 
 
 class ImageClassifier(nn.Module):
@@ -48,7 +41,7 @@ class ImageClassifier(nn.Module):
             self.features_dim = backbone.out_features
         else:
             linear = nn.Linear(backbone.out_features, bottleneck_dim)
-            _init_linear(linear, bottleneck_weight_std, bottleneck_bias)
+            init_linear(linear, bottleneck_weight_std, bottleneck_bias)
             layers = [linear, nn.BatchNorm1d(bottleneck_dim), nn.ReLU()]
             if bottleneck_dropout:
                 layers.append(nn.Dropout(bottleneck_dropout))
@@ -66,21 +59,6 @@ class ImageClassifier(nn.Module):
         0.1 for a pretrained backbone, 1 for the new layers; DAFT: its own rate for the head)."""
         return [{"name": part, "params": list(getattr(self, part).parameters()), "lr_mult": lr_mult[part]}
                 for part in ("backbone", "bottleneck", "head")]
-
-
-def mlp_head(in_features: int, num_classes: int, hidden: int | None, weight_std: float | None) -> nn.Module:
-    """A linear head, or (``hidden`` given) MDD's ``Linear -> ReLU -> Dropout(0.5) -> Linear``. ``weight_std=0``
-    (DAFT's zero head) zeroes a linear head only; a multi-layer head keeps PyTorch's random initialisation."""
-    if hidden is None:
-        layers = [nn.Linear(in_features, num_classes)]
-    else:
-        layers = [nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes)]
-        if weight_std == 0:
-            weight_std = None
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            _init_linear(layer, weight_std, None)
-    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,10 @@ def training_length(trainer: Any, source_size: int, batch_size: int, world_size:
 
 
 @dataclass
-class TrainerSettings:
+class TrainingPlan:
+    """What the trainer is given for one run, resolved from the checked config (``TrainerConfig`` is the node's
+    schema): its length, batches, seed, device, acceleration and processes."""
+
     iterations: int
     eval_every: int
     batch_size: int
@@ -137,7 +140,7 @@ def check_finite(history: list[tuple[int, dict[str, torch.Tensor | float]]],
 class Trainer:
     def __init__(self, model: nn.Module, normalization: Normalization, method: AdaptationMethod,
                  task: DomainAdaptationTask, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, run: RunFolder, logger, settings: TrainerSettings,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, run: RunFolder, logger, plan: TrainingPlan,
                  interrupts: Interrupts | None = None):
         self.model = model
         self.normalization = normalization
@@ -147,10 +150,10 @@ class Trainer:
         self.scheduler = scheduler
         self.run = run
         self.logger = logger
-        self.settings = settings
-        self.acceleration = settings.acceleration or Acceleration(settings.device)
+        self.plan = plan
+        self.acceleration = plan.acceleration or Acceleration(plan.device)
         self.forward_model = self.acceleration.prepare(model)  # the compiled model, or ``model``
-        self.distributed = settings.distributed
+        self.distributed = plan.distributed
         self.train_model = self.distributed.wrap(self.forward_model)  # in DistributedDataParallel under torchrun
         self.train_method = self.distributed.wrap(method)
         self.scaler = self.acceleration.grad_scaler()
@@ -206,7 +209,7 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        s = self.settings
+        s = self.plan
         test_loaders = {"target_accuracy": self.task.test_loader(s.eval_batch_size, s.num_workers)}
         if s.ten_crop:
             test_loaders["target_accuracy_10crop"] = self.task.test_loader(s.eval_batch_size, s.num_workers, True)
@@ -270,7 +273,7 @@ class Trainer:
             check_finite(recent, self.distributed)
         except TrainingDivergedError as error:
             if self.saved_step is None:
-                kept = (f"the run stopped before its first checkpoint (iteration {self.settings.eval_every}), so no "
+                kept = (f"the run stopped before its first checkpoint (iteration {self.plan.eval_every}), so no "
                         f"state was kept: lower optim.optimizer.lr (or set trainer.amp=false) and start again (a "
                         f"new run, in a folder of its own)")
             else:
@@ -281,7 +284,7 @@ class Trainer:
 
     def train_step(self, source_batch, target_batch) -> dict[str, torch.Tensor | float]:
         accelerate = self.acceleration
-        x_source, labels = accelerate.inputs(source_batch[0]), source_batch[1].to(self.settings.device,
+        x_source, labels = accelerate.inputs(source_batch[0]), source_batch[1].to(self.plan.device,
                                                                                   non_blocking=True)
         n_source = x_source.shape[0]
         if target_batch is not None:
@@ -320,7 +323,7 @@ class Trainer:
     def evaluate(self, test_loaders: dict[str, DataLoader]) -> dict[str, Evaluation]:
         """The target test metrics; with a source validation set, also its accuracy (source statistics) and the DEV
         risk from the features of source training samples, source validation samples and the target."""
-        s, task = self.settings, self.task
+        s, task = self.plan, self.task
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
         model, accelerate = self.forward_model, self.acceleration

@@ -17,7 +17,7 @@ from normda.experiment import build_model
 from normda.normalization.domain import domain_aware_layers
 from normda.normalization.transnorm import DISTANCES, PROBABILITIES, Distance, Probability
 from conftest import random_batchnorm
-from normda.normalization import TransNorm2d, domain_split, evaluation_domain, transferability_alpha
+from normda.normalization import TransNorm2d, domain_split, using_test_stats, transferability_alpha
 from normda.normalization.autodial import AutoDIALNorm
 from normda.errors import BatchTooSmallError, ConfigError
 
@@ -84,11 +84,11 @@ def test_test_stats_auto_follows_whether_training_shows_the_target(make_config):
                              ("source_only method.forward_target=true", "target")):
         cfg = make_config("norm=transnorm", *f"method={method}".split())
         model, norm = build_model(cfg, num_classes=4)
-        norm.set_evaluation_statistics(model, dann_cdan.build(cfg.method, model.features_dim, 4).uses_target)
-        assert {layer.eval_domain for layer in domain_aware_layers(model)} == {expected}, method
+        norm.choose_test_stats(model, dann_cdan.build(cfg.method, model.features_dim, 4).uses_target)
+        assert {layer.test_stats for layer in domain_aware_layers(model)} == {expected}, method
     model, norm = build_model(make_config("norm=dsbn", "norm.test_stats=target", "method=source_only"), 4)
-    norm.set_evaluation_statistics(model, trains_on_target=False)  # an explicit choice is kept
-    assert {layer.eval_domain for layer in domain_aware_layers(model)} == {"target"}
+    norm.choose_test_stats(model, trains_on_target=False)  # an explicit choice is kept
+    assert {layer.test_stats for layer in domain_aware_layers(model)} == {"target"}
 
 
 def test_test_stats_source_evaluates_with_source_statistics():
@@ -97,10 +97,10 @@ def test_test_stats_source_evaluates_with_source_statistics():
     layer(shifted_batch())
     layer.eval()
     x = torch.randn(2, 3, 4, 4)
-    with evaluation_domain(layer, "source"):
+    with using_test_stats(layer, "source"):
         expected = layer(x)
     torch.testing.assert_close(layer(x), expected)
-    layer.eval_domain = "target"
+    layer.test_stats = "target"
     assert not torch.allclose(layer(x), expected)
 
 
@@ -165,7 +165,7 @@ def test_dsbn_single_domain_batch_and_evaluation_branch():
     layer.eval()
     x = torch.randn(2, 3, 2, 2)
     torch.testing.assert_close(layer(x), layer.target(x))
-    with evaluation_domain(layer, "source"):
+    with using_test_stats(layer, "source"):
         torch.testing.assert_close(layer(x), layer.source(x))
 
 

@@ -13,7 +13,7 @@ from normda.normalization import (
     TransNorm1d,
     TransNorm2d,
     domain_split,
-    evaluation_domain,
+    using_test_stats,
     transferability_alpha,
 )
 from normda.errors import BatchTooSmallError
@@ -116,7 +116,7 @@ def test_matches_independent_implementation(n_source, n_target):
     layer.eval()
     x_test = torch.randn(4, channels, 3, 4, generator=generator, dtype=torch.float64)
     for domain in ("target", "source"):
-        with evaluation_domain(layer, domain):
+        with using_test_stats(layer, domain):
             np.testing.assert_allclose(layer(x_test).detach().numpy(),
                                        reference_eval(x_test.numpy(), gamma, beta, 1e-5, buffers, domain),
                                        rtol=1e-10, atol=1e-10)
