@@ -3,6 +3,7 @@ references; 10-crop evaluation; BN-Inception; the official discriminator."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from normda.evaluate import predict
 from normda.experiment import train
 from normda.dann_cdan import build as build_method
 from normda.errors import ConfigError
+from normda.reporting.protocols import composed_value, reference_settings
+from normda.reporting.protocols import markdown as protocol_markdown
 from normda.schema import check_config
 from normda.datasets.digits import class_balanced
 from normda.datasets.digit_arrays import DigitArrays
@@ -36,83 +39,34 @@ def resolved(*overrides: str) -> dict:
     return OmegaConf.to_container(compose_config(["logger=none", *overrides]), resolve=True)
 
 
-def effective_rates(cfg: dict) -> dict[str, float]:
-    return {part: cfg["optim"]["optimizer"]["lr"] * mult for part, mult in cfg["optim"]["lr_mult"].items()}
+# -- every number of the protocols, as their references give them (normda/reporting/published/protocols.csv) ----------
+
+RECIPES = [name for name, _ in reference_settings().groupby(["recipe", "command"], sort=False)]
 
 
-# -- TLlib (protocols.md 1.3-1.7) --------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("method", ["dann", "cdan", "cdan_e"])
-def test_tllib_dann_cdan_on_office31(method):
-    cfg = resolved("protocol=tllib", f"method={method}", "data=office31", "backbone=resnet50")
-    optimizer = cfg["optim"]["optimizer"]
-    assert (optimizer["lr"], optimizer["momentum"], optimizer["weight_decay"], optimizer["nesterov"]) == (
-        0.01, 0.9, 1e-3, True)
-    assert effective_rates(cfg) == pytest.approx({"backbone": 0.001, "bottleneck": 0.01, "head": 0.01, "method": 0.01})
-    schedule = cfg["optim"]["lr_schedule"]
-    assert (schedule["kind"], schedule["gamma"], schedule["power"]) == ("inverse_decay", 0.001, 0.75)
-    assert cfg["data"]["batch_size"] == 32 and cfg["trainer"]["iterations"] == 20_000
-    assert cfg["trainer"]["eval_every"] == 1000 and not cfg["trainer"]["ten_crop"]
-    assert cfg["model"]["bottleneck_dim"] == 256 and cfg["model"]["head_hidden"] is None
-    assert cfg["method"]["discriminator_batch_norm"] and cfg["method"]["grl"] == {
-        "alpha": 1.0, "lo": 0.0, "hi": 1.0, "max_iters": 1000}
-    if method.startswith("cdan"):
-        assert cfg["method"]["entropy_weighting"] == "tllib"
+@pytest.mark.parametrize("recipe,command", RECIPES, ids=[recipe for recipe, _ in RECIPES])
+def test_each_recipe_composes_to_its_references_numbers(recipe, command):
+    """``python train.py <command> --cfg job`` shows each setting the reference file gives the recipe (TLlib's
+    scripts, the official TransNorm code, the presets' references): the file the README's protocol table renders."""
+    cfg = compose_config(["logger=none", *command.split()])
+    rows = reference_settings().query("recipe == @recipe")
+    for key, expected in zip(rows.key, rows.value):
+        value = composed_value(cfg, key)
+        if isinstance(expected, float) and not isinstance(value, bool):
+            assert value == pytest.approx(expected), key
+        else:
+            assert (value, type(value)) == (expected, type(expected)), key
 
 
-def test_tllib_erm_and_mdd():
-    erm = resolved("protocol=tllib", "method=source_only", "data=office31", "backbone=resnet50")
-    assert (erm["optim"]["optimizer"]["lr"], erm["optim"]["lr_schedule"]["gamma"],
-            erm["optim"]["optimizer"]["weight_decay"]) == (0.001, 0.0003, 5e-4)
-    assert erm["model"]["bottleneck_dim"] is None
-    mdd = resolved("protocol=tllib", "method=mdd", "data=office31", "backbone=resnet50")
-    assert (mdd["optim"]["optimizer"]["lr"], mdd["optim"]["lr_schedule"]["gamma"],
-            mdd["optim"]["optimizer"]["weight_decay"]) == (0.004, 0.0002, 5e-4)
-    assert mdd["model"]["bottleneck_dim"] == 1024 and mdd["model"]["head_hidden"] == 1024
-    assert mdd["model"]["bottleneck_dropout"] == 0.5 and mdd["method"]["width"] == 1024
-    assert mdd["method"]["margin"] == 4.0 and mdd["method"]["grl"]["hi"] == 0.1
-    assert effective_rates(mdd)["backbone"] == pytest.approx(0.0004)
-    office_home = resolved("protocol=tllib", "method=mdd", "data=officehome", "backbone=resnet50")
-    assert office_home["model"]["bottleneck_dim"] == 2048 and office_home["method"]["width"] == 2048
+def test_the_readme_shows_the_reference_file():
+    assert protocol_markdown() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-@pytest.mark.parametrize("method,task,lr", [("source_only", "M2U", 0.01), ("source_only", "U2M", 0.1),
-                                            ("dann", "S2M", 0.03), ("cdan", "U2M", 0.1), ("cdan_e", "S2M", 0.01),
-                                            ("mdd", "U2M", 0.01)])
-def test_tllib_digits_rates(method, task, lr):
-    source, target = task[0], task[2]
-    cfg = resolved("protocol=tllib", f"method={method}", "data=digits", f"data.source={source}",
-                   f"data.target={target}", "backbone=lenet")
-    assert cfg["optim"]["optimizer"]["lr"] == lr
-    assert cfg["data"]["batch_size"] == 128 and cfg["trainer"]["iterations"] == 50_000
-    assert cfg["trainer"]["eval_every"] == 2500
-    assert cfg["data"]["image_size"] == 28 and cfg["data"]["channels"] == 1 and cfg["data"]["mean"] == [0.5]
-    if method != "mdd":
-        assert cfg["optim"]["lr_mult"]["backbone"] == 1.0  # --scratch
-
-
-# -- the official TransNorm code (protocols.md 3.3) ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("method", ["cdan", "cdan_e", "dann"])
-def test_transnorm_protocol(method):
-    cfg = resolved("protocol=transnorm", f"method={method}", "data=office31", "backbone=resnet50")
-    assert cfg["data"]["batch_size"] == 36
-    rates = effective_rates(cfg)
-    assert rates["backbone"] == pytest.approx(0.001) and rates["head"] == pytest.approx(0.01)  # lr 0.001, lr_mult 10
-    assert cfg["optim"]["optimizer"]["weight_decay"] == pytest.approx(5e-4 * 2)
-    assert (cfg["optim"]["lr_schedule"]["gamma"], cfg["optim"]["lr_schedule"]["power"]) == (0.001, 0.75)
-    assert cfg["trainer"]["iterations"] == 100_000 and cfg["trainer"]["eval_every"] == 500
-    assert cfg["trainer"]["ten_crop"]
-    model = cfg["model"]
-    assert (model["bottleneck_dim"], model["bottleneck_weight_std"], model["bottleneck_bias"],
-            model["head_weight_std"], model["bottleneck_gamma_init"]) == (256, 0.005, 0.0, 0.01, "uniform")
-    assert not cfg["method"]["discriminator_batch_norm"] and cfg["method"]["discriminator_xavier_init"]
-    grl = cfg["method"]["grl"]
-    assert (grl["alpha"], grl["max_iters"]) == (10.0, 5000)
-    if method.startswith("cdan"):
-        assert cfg["method"]["entropy_grl"]["max_iters"] == 10_000
-        assert cfg["method"]["entropy_weighting"] == "official"
-    assert cfg["method"].get("entropy", False) == (method == "cdan_e")
+def test_the_adaptation_scripts_train_longer_than_erm_sh():
+    for data in ("office31", "officehome", "visda2017", "imageclef"):
+        lengths = [compose_config(["protocol=tllib", f"method={method}", f"data={data}"]).trainer.iterations
+                   for method in ("source_only", "dann")]
+        assert lengths[0] < lengths[1], data
 
 
 def test_cdan_entropy_weights_follow_their_own_schedule():
@@ -187,39 +141,7 @@ def test_inception_bn_layout():
         backbones.build(OmegaConf.merge(cfg, {"pretrained": True}))
 
 
-# -- issue 16: the protocols around the formulas ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("data,iterations,eval_every", [("office31", 2500, 500), ("officehome", 2500, 500),
-                                                        ("visda2017", 20_000, 1000), ("imageclef", 10_000, 500),
-                                                        ("digits", 50_000, 2500)])
-def test_tllib_erm_length_is_erm_sh(data, iterations, eval_every):
-    erm = resolved("protocol=tllib", "method=source_only", f"data={data}")
-    assert (erm["trainer"]["iterations"], erm["trainer"]["eval_every"]) == (iterations, eval_every)
-    dann = resolved("protocol=tllib", "method=dann", f"data={data}")
-    assert dann["trainer"]["iterations"] != iterations or data == "digits"  # the adaptation scripts train longer
-
-
-@pytest.mark.parametrize("method", ["source_only", "dann", "cdan_e", "mdd"])
-def test_tllib_visda2017(method):
-    cfg = resolved("protocol=tllib", f"method={method}", "data=visda2017")
-    assert cfg["data"]["train_resizing"] == "cen.crop"
-    assert cfg["data"]["batch_size"] == (36 if method == "mdd" else 32)
-    assert cfg["report"]["metric"] == "target_mean_class_accuracy"
-    office = resolved("protocol=tllib", f"method={method}", "data=office31")
-    assert office["data"]["train_resizing"] == "default" and office["data"]["batch_size"] == 32
-    assert office["report"]["metric"] == "target_accuracy"
-
-
-@pytest.mark.parametrize("data,eval_every,metric", [("office31", 500, "target_accuracy_10crop"),
-                                                    ("imageclef", 500, "target_accuracy_10crop"),
-                                                    ("officehome", 2000, "target_accuracy_10crop"),
-                                                    ("visda2017", 5000, "target_accuracy_10crop"),
-                                                    ("digits", 500, "target_accuracy")])
-def test_transnorm_protocol_evaluates_as_the_official_readme(data, eval_every, metric):
-    cfg = resolved("protocol=transnorm", "method=cdan_e", f"data={data}")
-    assert (cfg["trainer"]["eval_every"], cfg["report"]["metric"]) == (eval_every, metric)
-    assert cfg["data"]["train_resizing" if data != "digits" else "interpolation"] in ("default", "bicubic")
-
+# -- the protocols around the formulas ------------------------------------------------------------------------------
 
 def test_reference_protocols_resize_with_pils_default_filter():
     for protocol in ("tllib", "transnorm"):

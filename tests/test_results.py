@@ -19,6 +19,7 @@ from normda.experiment import train
 from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_table, collect_tables, find_runs,
                                      read_paper, recorded_choice, row_text, runs_frame, wandb_runs)
 from normda.labels import table_labels
+from normda.reporting.protocols import reference_settings
 from normda.run_folder import RunFolder
 from normda.validation import deep_embedded_validation, density_ratios, dev_risk
 
@@ -102,6 +103,9 @@ def test_paper_numbers_per_preset():
 def test_every_published_number_names_its_source():
     for path in PUBLISHED_NUMBERS.glob("*.csv"):
         table = pd.read_csv(path, keep_default_na=False)
+        if path.name == "protocols.csv":  # the recipes' settings: each names the code or document it is read from
+            assert (table["source"].str.len() > 20).all()
+            continue
         assert (table["paper"] != "").all(), path
         if path.name != "paper_tables.csv":  # the five papers: the paper and table columns are the source
             assert (table["source"].str.len() > 20).all(), path
@@ -144,8 +148,10 @@ def test_density_ratios():
     assert abs(np.median(same) - 1.0) < 0.2
     shifted = density_ratios(rng.normal(size=(400, 1)), rng.normal(2.0, size=(400, 1)), np.array([[-2.0], [3.0]]))
     assert shifted[0] < 0.1 < 10 < shifted[1]  # far from the target: small ratio; deep in it: large
-    risk = deep_embedded_validation(torch.randn(200, 4), torch.randn(50, 4), torch.rand(50), torch.randn(200, 4))
-    assert math.isfinite(risk)
+    source, validation, losses, target = torch.randn(200, 4), torch.randn(50, 4), torch.rand(50), torch.randn(200, 4)
+    weights = density_ratios(source.numpy(), target.numpy(), validation.numpy())  # DEV: the ratios, then the risk
+    assert deep_embedded_validation(source, validation, losses, target) == pytest.approx(
+        dev_risk(weights, losses.numpy()))
 
 
 def test_runs_record_source_validation_and_dev(make_config, tmp_path):
@@ -245,17 +251,6 @@ def test_plots_render_from_a_tiny_run(make_config, tmp_path):
 
 # -- what each preset's table holds (issue 16: whole source, the paper's accuracy) -----------------------------------
 
-#: the accuracy each preset's paper reports: the official TransNorm code's 10-crop test (its VisDA numbers are overall
-#: accuracies too: the code computes no class average), the single centre crop of TLlib's recipe elsewhere
-REPORTED = {"transnorm_table1": "target_accuracy_10crop", "transnorm_table2": "target_accuracy_10crop",
-            "transnorm_table3": "target_accuracy_10crop", "transnorm_table4_inception": "target_accuracy_10crop",
-            "transnorm_table4_visda": "target_accuracy_10crop", "transnorm_table5": "target_accuracy_10crop",
-            "transnorm_table6": "target_accuracy_10crop", "transnorm_table4_mdd": "target_accuracy",
-            "transnorm_table4_digits": "target_accuracy", "bgn_table7": "target_accuracy",
-            "weightalign_table6": "target_accuracy", "smoke": "target_accuracy", "cpu_digits": "target_accuracy",
-            "cpu_office31": "target_accuracy"}
-
-
 def test_held_out_and_daft_presets_say_so_in_their_rows():
     heldout = table_labels(compose_config(["experiment=transnorm_table1_heldout"]))
     assert heldout["variant"] == "source held out 0.1" and heldout["selection"] == "source_val"
@@ -312,31 +307,21 @@ def test_collect_uses_the_recorded_metric_and_refuses_to_mix(tmp_path):
                          "t"]) == 0
 
 
-#: what ``python train.py experiment=<preset> --cfg job`` must show: the reference's batch per domain, length,
-#: evaluation interval and resize filter (TLlib's scripts for the tllib presets, the official code's README otherwise)
-REFERENCE_VALUES = {
-    "transnorm_table1": (36, 100_000, 500), "transnorm_table2": (36, 100_000, 500),
-    "transnorm_table3": (36, 100_000, 2000), "transnorm_table4_inception": (36, 100_000, 500),
-    "transnorm_table4_visda": (36, 100_000, 5000), "transnorm_table5": (36, 100_000, 500),
-    "transnorm_table6": (36, 100_000, 500), "transnorm_table4_mdd": (32, 20_000, 1000),
-    "transnorm_table4_digits": (128, 50_000, 2500), "bgn_table7": (32, 20_000, 1000),
-    "weightalign_table6": (32, 2_500, 500),  # TLlib's ERM: 5 epochs of 500 iterations
-    "smoke": (32, 60, 30), "cpu_digits": (128, 2000, 250), "cpu_office31": (32, 120, 40),
-}
+#: the presets the reference file gives settings for (the held-out and DAFT sweeps are variants of their own)
+REFERENCE_PRESETS = sorted({recipe.split("=", 1)[1] for recipe in reference_settings().recipe
+                            if recipe.startswith("experiment=")})
 
 
-@pytest.mark.parametrize("preset", sorted(REFERENCE_VALUES))
-def test_preset_composes_to_its_references_values_and_reports_its_papers_accuracy(preset):
-    """What ``python train.py experiment=<preset> --cfg job`` shows, and the labels its runs record: the whole source,
-    the reference's batch, length, interval and filter, and the accuracy the paper reports."""
-    cfg = compose_config([f"experiment={preset}"])
-    assert (cfg.data.batch_size, cfg.trainer.iterations, cfg.trainer.eval_every) == REFERENCE_VALUES[preset]
-    assert cfg.data.interpolation == "bicubic" and cfg.trainer.epochs is None
-    assert cfg.data.source_val_fraction == 0.0
-    labels = table_labels(cfg)
-    assert (labels["variant"], labels["metric"], labels["selection"]) == ("", REPORTED[preset], "best")
-    if preset == "transnorm_table4_digits":
-        assert cfg.data.svhn_subset == "balanced" and cfg.data.source == "S"
+@pytest.mark.parametrize("preset", REFERENCE_PRESETS)
+def test_a_paper_preset_trains_each_row_as_the_paper_and_reports_what_its_table_reports(preset):
+    """A preset's runs are its paper's rows (no variant label), the whole source, and record the reference file's
+    metric and selection (``normda/reporting/published/protocols.csv``) as their labels."""
+    settings = reference_settings()
+    reference = settings[settings.recipe == f"experiment={preset}"]
+    expected = dict(zip(reference.key, reference.value))
+    labels = table_labels(compose_config([f"experiment={preset}"]))
+    assert (labels["variant"], labels["metric"], labels["selection"]) == (
+        "", expected["report.metric"], expected["report.selection"])
 
 
 def test_cpu_office31_gives_source_only_and_cdan_one_optimizer():
