@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from normda.datasets.sampling import ResumableSampler, SeededSamples
+from normda.datasets.sampling import ResumableSampler, SeededSamples, collate
 from normda.errors import ConfigError
 from normda.registry import Registry
 
@@ -66,7 +66,7 @@ class DomainAdaptationTask:
             sampler = ResumableSampler(len(dataset), batch_size, seed * 2 + offset, start, stop, rank, world_size)
             loaders.append(DataLoader(
                 SeededSamples(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
+                collate_fn=collate, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
                 generator=torch.Generator().manual_seed(seed),  # keeps the process's RNG out of the loader
             ))
         return loaders[0], loaders[1]
@@ -110,7 +110,7 @@ def _loader(dataset: Dataset, name: str, batch_size: int, num_workers: int, shuf
         drop_last=shuffle,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=num_workers > 0,
+        persistent_workers=num_workers > 0, collate_fn=collate,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
     )
 

@@ -2,8 +2,10 @@
 ``data=digits_embedded``.
 
 Per-image PIL transforms cost more than a small CNN's step on a CPU (LeNet on MNIST -> USPS spent about 80% of each
-step loading), so the images stay uint8 tensors and the loader's batch (``__getitems__``) is transformed at once:
-TLlib's ``res.`` transform (resize, grey or RGB, normalise), computed as PIL computes it. The resize is
+step loading). The digits recipes' transform is deterministic (TLlib's ``res.``: resize, grey or RGB, normalise; no
+random crop or flip), so every image is transformed once, when the dataset is made, computed as PIL computes it, and
+the loader's batch (``__getitems__``) is one index into the kept tensors, handed over already stacked
+(:class:`~normda.datasets.sampling.Stacked`). The resize is
 ``resize_like_pil`` (within 2 grey levels of PIL); an RGB image made grey takes PIL's ITU-R 601-2 luma in
 PIL's integer arithmetic; a grey image made RGB repeats its channel, as PIL's ``convert``.
 """
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from normda.datasets.sampling import Stacked
 from normda.datasets.settings import Interpolation
 
 #: PIL's ``convert("L")`` of an RGB image: (R 19595 + G 38470 + B 7471 + 2^15) >> 16
@@ -32,7 +35,12 @@ def to_grey(images: torch.Tensor) -> torch.Tensor:
 class DigitArrays(Dataset):
     """(image, label) pairs from uint8 images ``(N, H, W)`` (grey) or ``(N, 3, H, W)`` (RGB), resized to
     ``data.image_size`` with ``data.interpolation``, given ``data.channels`` channels and normalised with
-    ``data.mean``/``data.std``, a batch at a time."""
+    ``data.mean``/``data.std``: all of them once, at construction (``inputs``)."""
+
+    #: the same image gives the same input every time: the loaders need no per-sample random state
+    deterministic = True
+    #: images transformed at a time while the inputs are made (bounds the transform's working memory)
+    CHUNK = 4096
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, cfg: Any):
         images = torch.as_tensor(np.asarray(images))
@@ -43,6 +51,7 @@ class DigitArrays(Dataset):
         self.interpolation = cfg.interpolation
         self.mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(cfg.std).view(1, -1, 1, 1)
+        self.inputs = torch.cat([self.transform(chunk) for chunk in self.images.split(self.CHUNK)])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,10 +64,10 @@ class DigitArrays(Dataset):
         return ((x.expand(-1, self.channels, -1, -1) - self.mean) / self.std).contiguous()
 
     def __getitem__(self, index: int):
-        return self.transform(self.images[index : index + 1])[0], self.labels[index]
+        return self.inputs[index], self.labels[index]
 
-    def __getitems__(self, indices: list[int]):
-        return list(zip(self.transform(self.images[indices]), self.labels[indices]))
+    def __getitems__(self, indices: list[int]) -> Stacked:
+        return Stacked((self.inputs[indices], self.labels[indices]))
 
 
 def resize_like_pil(images: torch.Tensor, size: int, interpolation: Interpolation) -> torch.Tensor:

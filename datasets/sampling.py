@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 _EPOCH_STRIDE = 1_000_003  # seeds of consecutive epochs and of different runs' seeds do not collide
 _SAMPLE_STRIDE = 1 << 32
@@ -51,6 +51,16 @@ class ResumableSampler(Sampler[tuple[int, int]]):
                     yield int(order[offset]), epoch_seed(self.seed, epoch) * _SAMPLE_STRIDE + offset
 
 
+class Stacked(tuple):
+    """A batch its dataset returned already stacked (``(images, labels)`` tensors), which :func:`collate` passes on."""
+
+
+def collate(samples: list | Stacked):
+    """The loaders' ``collate_fn``: a :class:`Stacked` batch as it is, a list of samples stacked by PyTorch's
+    ``default_collate``."""
+    return list(samples) if isinstance(samples, Stacked) else default_collate(samples)
+
+
 class SeededSamples(Dataset):
     """``dataset`` indexed by ``(index, sample seed)``: the sample is loaded with torch's RNG seeded by its seed."""
 
@@ -72,6 +82,8 @@ class SeededSamples(Dataset):
         load_batch = getattr(self.dataset, "__getitems__", None)
         if load_batch is None:
             return [self[item] for item in items]
+        if getattr(self.dataset, "deterministic", False):  # nothing random to seed
+            return load_batch([index for index, _ in items])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(items[0][1] % (1 << 63))
             return load_batch([index for index, _ in items])

@@ -6,11 +6,14 @@ options (``trainer.amp``, ``trainer.channels_last``, ``trainer.compile``) agains
         backbone.input_size=112 data.samples_per_domain=64 --iterations 20
 
 Both loops train the same classifier and method module from the same config on the same data, with the same batch
-size and loaders' settings. The hand-written loop is what a researcher would type: two ``DataLoader`` iterators, the
-concatenated batch inside ``domain_split``, cross-entropy plus the method's loss, SGD and the lr schedule, nothing
-else. The framework runs its whole path (``normda.experiment.train``: run folder, progress bar, loss sums, one
+size and loaders' settings. The hand-written loop is what a researcher would type: two ``DataLoader`` iterators (or,
+where the dataset keeps its images transformed once, as the digits do, random indices into those tensors: the leanest
+loop there is), the concatenated batch inside ``domain_split``, cross-entropy plus the method's loss, SGD and the lr
+schedule, nothing else. The framework runs its whole path (``normda.experiment.train``: run folder, progress bar, loss sums, one
 evaluation and checkpoint at the end). Each is run for K and for 2K iterations; the step time is
-``(T(2K) - T(K)) / K``, so setup, the final evaluation and (for ``trainer.compile``) compilation cancel. Repetitions
+``(T(2K) - T(K)) / K``, so setup, the final evaluation and (for ``trainer.compile``) compilation cancel. ``--whole N``
+also times a whole run of N iterations, its own evaluations and checkpoints and its setup included, against N bare
+steps with theirs. Repetitions
 are interleaved and the ratio is the median over repetitions. Results go to ``results/bench/train-<device>.json``
 and a Markdown table beside it.
 """
@@ -40,11 +43,13 @@ from normda.normalization import domain_split
 OPTIONS = {"amp": "trainer.amp=true", "channels_last": "trainer.channels_last=true", "compile": "trainer.compile=true"}
 
 
-def run_framework(overrides: list[str], iterations: int) -> float:
-    """Seconds for ``train.py <overrides>`` of ``iterations`` steps (one evaluation, at the end)."""
+def run_framework(overrides: list[str], iterations: int, evaluations: str = "once") -> float:
+    """Seconds for ``train.py <overrides>`` of ``iterations`` steps: one evaluation, at the end, or (``evaluations=
+    "its own"``) the run's own schedule, every ``trainer.eval_every``, each with its checkpoint."""
     with tempfile.TemporaryDirectory() as output:
-        cfg = compose_config(CONF, [*overrides, f"trainer.iterations={iterations}",
-                                    f"trainer.eval_every={iterations}", f"trainer.output_dir={output}", "logger=none"])
+        every = [f"trainer.eval_every={iterations}"] if evaluations == "once" else []
+        cfg = compose_config(CONF, [*overrides, f"trainer.iterations={iterations}", *every,
+                                    f"trainer.output_dir={output}", "logger=none"])
         start = time.perf_counter()
         train(cfg, Path(output) / "run")
         synchronize(resolve_device(cfg.trainer.device))
@@ -65,18 +70,23 @@ def run_bare(overrides: list[str], iterations: int) -> float:
     optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=optim.lr, momentum=optim.momentum,
                                 weight_decay=optim.weight_decay, nesterov=optim.nesterov)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (1 + 0.001 * i) ** -0.75)
-    loaders = [DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
-                          num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                          persistent_workers=cfg.data.num_workers > 0)
-               for dataset in (task.source_train, task.target_train)]
-    iterators = [iter(loader) for loader in loaders]
+    domains = (task.source_train, task.target_train)
+    if all(hasattr(dataset, "inputs") for dataset in domains):  # images transformed once: index the tensors
+        def next_batch(index: int):
+            chosen = torch.randint(len(domains[index]), (cfg.data.batch_size,))
+            return domains[index].inputs[chosen], domains[index].labels[chosen]
+    else:
+        loaders = [DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
+                              num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
+                              persistent_workers=cfg.data.num_workers > 0) for dataset in domains]
+        iterators = [iter(loader) for loader in loaders]
 
-    def next_batch(index: int):
-        try:
-            return next(iterators[index])
-        except StopIteration:
-            iterators[index] = iter(loaders[index])
-            return next(iterators[index])
+        def next_batch(index: int):
+            try:
+                return next(iterators[index])
+            except StopIteration:
+                iterators[index] = iter(loaders[index])
+                return next(iterators[index])
 
     for step in range(iterations):
         x_source, labels = (t.to(device, non_blocking=True) for t in next_batch(0)[:2])
@@ -109,6 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS),
                         help="speed options to time against the default framework run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--whole", type=int, default=0, metavar="N",
+                        help="also time a whole run of N iterations with its own evaluations and checkpoints against "
+                             "N bare steps (setup included in both)")
     parser.add_argument("--out", type=Path, default=None, help="default: results/bench/train-<device>.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -124,20 +137,34 @@ def main(argv: list[str] | None = None) -> dict:
             times[name].append(step_time(run, overrides, args.iterations))
         print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {t[-1] * 1000:.1f} ms" for n, t in
                                                                   times.items()), flush=True)
+    if args.whole:
+        whole = f"train.py, whole run of {args.whole} (its evaluations)"
+        bare = f"bare loop, {args.whole} steps"
+        times[bare], times[whole] = [], []
+        for repeat in range(args.repeats):
+            times[bare].append(run_bare(args.overrides, args.whole) / args.whole)
+            times[whole].append(run_framework(args.overrides, args.whole, "its own") / args.whole)
+            print(f"whole run {repeat + 1}/{args.repeats}: {times[whole][-1] / times[bare][-1]:.3f}", flush=True)
     framework = times["train.py"]
+    baselines = {"train.py": "bare loop"}
+    if args.whole:
+        baselines[whole] = bare
     results = {}
     for name, values in times.items():
-        baseline = times["bare loop"] if name == "train.py" else framework
+        baseline = times[baselines[name]] if name in baselines else framework if name.startswith("train.py") else values
         ratios = [v / b for v, b in zip(values, baseline)]
         results[name] = {"median_step_s": statistics.median(values), "step_s": values,
-                         "baseline": "bare loop" if name == "train.py" else "train.py",
+                         "baseline": baselines.get(name, "train.py" if name.startswith("train.py") else None),
                          "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
-    results["bare loop"].update(baseline=None, ratio=1.0, ratio_min=1.0, ratio_max=1.0)
+    for name in results:
+        if not name.startswith("train.py"):
+            results[name].update(baseline=None, ratio=1.0, ratio_min=1.0, ratio_max=1.0)
     report = {
         "benchmark": "train.py step time against a hand-written loop, and the speed options against train.py",
         "command": " ".join(["python scripts/bench_train.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(device),
-        "settings": {"overrides": args.overrides, "iterations": args.iterations, "repeats": args.repeats},
+        "settings": {"overrides": args.overrides, "iterations": args.iterations, "repeats": args.repeats,
+                     "whole": args.whole},
         "results": results,
     }
     rows = [[name, f"{r['median_step_s'] * 1000:.1f}", r["baseline"] or "-", f"{r['ratio']:.3f}",

@@ -36,3 +36,15 @@ def test_median_interval_is_the_binomial_order_statistics_interval():
     assert median_interval(list(range(1, 10))) == (2, 8)
     assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)  # too few values for 95%: the whole range
     assert median_interval([7.0]) == (7.0, 7.0)
+
+
+def test_bench_train_times_the_whole_run_against_as_many_bare_steps(tmp_path):
+    out = tmp_path / "train.json"
+    load_script("bench_train").main(["--overrides", "data=synthetic", "backbone=lenet", "--iterations", "2",
+                                     "--repeats", "2", "--options", "--whole", "4", "--out", str(out)])
+    results = json.loads(out.read_text())["results"]
+    whole = results["train.py, whole run of 4 (its evaluations)"]
+    assert (results["train.py"]["baseline"], whole["baseline"]) == ("bare loop", "bare loop, 4 steps")
+    bare = results["bare loop, 4 steps"]["step_s"]
+    ratios = sorted(t / b for t, b in zip(whole["step_s"], bare))
+    assert whole["ratio"] == pytest.approx((ratios[0] + ratios[1]) / 2)  # the median of the repetitions' ratios

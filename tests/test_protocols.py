@@ -235,7 +235,10 @@ def test_digits_in_memory_are_tllibs_res_transform_as_pil(make_config, shape, si
     cfg = make_config("data=digits", f"data.image_size={size}", f"data.channels={channels}",
                       f"data.mean={[0.5] * channels}", f"data.std={[0.5] * channels}").data
     arrays = DigitArrays(images, np.arange(12), cfg)
-    batch = torch.stack([image for image, _ in arrays.__getitems__(list(range(12)))])
+    batch, labels = arrays.__getitems__(list(range(12)))
+    assert labels.tolist() == list(range(12))
+    # transformed once at construction: bit for bit what transforming any batch of them gives
+    assert torch.equal(arrays.transform(arrays.images[[3, 7, 11]]), batch[[3, 7, 11]])
     pil = digits_transform(size, channels, cfg.mean, cfg.std, "bicubic")
     expected = torch.stack([pil(Image.fromarray(image if len(shape) == 2 else image.transpose(1, 2, 0)))
                             for image in images])
