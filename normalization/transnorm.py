@@ -214,16 +214,33 @@ _BY_DIMS = {1: TransNorm1d, 2: TransNorm2d, 3: TransNorm3d, None: TransNormNd}
 @register("transnorm")
 class TransNorm(DomainAwareOption):
     """``norm=transnorm``: every BatchNorm becomes a TransNorm layer with its gamma/beta, and its running statistics
-    copied into both domains' buffers."""
+    copied into both domains' buffers.
+
+    The official conversion copies gamma and beta as they are, so a converted pretrained network computes
+    ``(1 + alpha) z``, twice its BatchNorm's output where the domains agree (``mean(alpha) = 1``, Eq. 6), before any
+    training. ``preserve_function=true`` departs from the official code: it copies ``gamma / 2`` and ``beta / 2``
+    (under ``alpha=one`` too; ``alpha=none`` computes ``z`` already and copies them unchanged), so that the converted
+    network computes the BatchNorm network's eval function while the domains' statistics agree (alpha = 1 on every
+    channel), and a clipping activation (ReLU6) or any output scale is kept. The layer's forward is the official one.
+    """
 
     def __init__(self, alpha: Alpha = "adaptive", distance: Distance = "normalized_mean",
-                 probability: Probability = "student_t", test_stats: TestStats = "auto", sync: bool = False):
+                 probability: Probability = "student_t", test_stats: TestStats = "auto", sync: bool = False,
+                 preserve_function: bool = False):
         super().__init__(test_stats, sync)
         self.layer_options = dict(alpha=alpha, distance=distance, probability=probability)
+        self.preserve_function = preserve_function
 
     def replace(self, bn: _BatchNorm) -> _TransNorm:
         layer = _BY_DIMS[batchnorm_dims(bn)](bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
                                             track_running_stats=bn.track_running_stats, **self.layer_options)
         copy_affine(bn, layer)
         copy_running_stats(bn, layer, ("source", "target"))
+        if self.preserve_function and self.layer_options["alpha"] != "none":
+            if not bn.affine:
+                raise self.unsupported(bn, "norm.preserve_function=true halves gamma and beta, and it has none "
+                                           "(affine=False)")
+            with torch.no_grad():
+                layer.weight.mul_(0.5)
+                layer.bias.mul_(0.5)
         return self.configure(layer)

@@ -146,8 +146,8 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
     model.to(device)
     method = dann_cdan.build(cfg.method, model.features_dim, task.num_classes).to(device)
     norm.choose_test_stats(model, trains_on_target=method.uses_target)
-    iterations, eval_every = training_length(cfg.trainer, len(task.source_train), cfg.data.batch_size,
-                                             distributed.world_size)
+    iterations, eval_every = training_length(cfg.trainer, len(task.source_train), len(task.target_train),
+                                             cfg.data.batch_size, distributed.world_size)
     lr_mult = cfg.optim.lr_mult
     optimizer, scheduler = build_optimizer(
         model.parameter_groups(lr_mult)

@@ -36,12 +36,29 @@ class Cosine:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / self.total))
 
 
-def lr_schedule(kind: Literal["inverse_decay", "cosine"] = "inverse_decay", gamma: float = 0.001,
-                power: float = 0.75, total: int = 1) -> InverseDecay | Cosine:
-    """The learning-rate factor of iteration i: ``kind`` ``inverse_decay`` (``gamma``, ``power``) or ``cosine``
-    (over ``total`` iterations: the run's length, which ``build_optimizer`` passes). One factory, so that a config can
-    switch the kind without leftover keys."""
-    return InverseDecay(gamma, power) if kind == "inverse_decay" else Cosine(total)
+class MultiStep:
+    """Steps at fractions of the run (the CDAN code's digits schedule: times 0.3 before epochs 3, 6 and 9 of 10, i.e.
+    ``milestones`` 0.2, 0.5, 0.8): ``lr_i = lr_0 factor^k``, with ``k`` the milestones ``round(fraction x total)``
+    that iteration ``i`` has reached."""
+
+    def __init__(self, milestones: list[float], factor: float, total: int):
+        self.steps = sorted(round(fraction * max(int(total), 1)) for fraction in milestones)
+        self.factor = factor
+
+    def __call__(self, step: int) -> float:
+        return self.factor ** sum(step >= milestone for milestone in self.steps)
+
+
+def lr_schedule(kind: Literal["inverse_decay", "cosine", "multistep"] = "inverse_decay", gamma: float = 0.001,
+                power: float = 0.75, milestones: list[Annotated[float, AtLeast(0)]] = (),
+                factor: Annotated[float, AtLeast(0)] = 0.1, total: int = 1) -> InverseDecay | Cosine | MultiStep:
+    """The learning-rate factor of iteration i: ``kind`` ``inverse_decay`` (``gamma``, ``power``), ``cosine`` or
+    ``multistep`` (``factor`` at each of ``milestones``, fractions of the run), over ``total`` iterations: the run's
+    length, which ``build_optimizer`` passes. One factory, so that a config can switch the kind without leftover
+    keys."""
+    if kind == "inverse_decay":
+        return InverseDecay(gamma, power)
+    return Cosine(total) if kind == "cosine" else MultiStep(list(milestones), factor, total)
 
 
 def split_weight_decay(group: dict) -> list[dict]:
@@ -62,6 +79,7 @@ class OptimConfig:
     lr_schedule: dict[str, Any]
     lr_mult: dict[str, Any]  # part -> multiple (each checked below, by its own name)
     head_lr: Annotated[float, AtLeast(0)] | None = None
+    unscheduled: list[str] = ()  # parts whose rate stays at its start (the CDAN digits code's discriminator)
 
 
 #: the parts of a run whose learning rate is a multiple of the base one (``optim.lr_mult``)
@@ -93,15 +111,23 @@ def check_optim(cfg: Any) -> None:
             raise ConfigError(f"optim.lr_mult has no part {part}{suggestion(part, list(PARTS))}: its parts are "
                               f"{', '.join(PARTS)}")
         check_setting(f"optim.lr_mult.{part}", multiple, Annotated[float, AtLeast(0)])
+    for part in cfg.get("unscheduled") or ():
+        if part not in PARTS:
+            raise ConfigError(f"optim.unscheduled names no part {part}{suggestion(part, list(PARTS))}: its parts "
+                              f"are {', '.join(PARTS)}")
 
 
 def build_optimizer(param_groups: list[dict], cfg: Any, iterations: int) -> tuple[Optimizer, LambdaLR]:
-    """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name`` and an
-    ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to every group's initial
-    rate; a cosine schedule anneals over the run's ``iterations`` (a node checked by :func:`check_optim`)."""
+    """The ``cfg.optimizer`` factory (a ``_partial_`` node) over ``param_groups`` (each with a ``name``, a part of
+    :data:`PARTS`, and an ``lr_mult``), each at ``lr * lr_mult``, and a ``LambdaLR`` applying ``cfg.lr_schedule`` to
+    every group's initial rate but those of the parts in ``cfg.unscheduled``; the schedule spans the run's
+    ``iterations`` (a node checked by :func:`check_optim`)."""
     factory = instantiate(cfg.optimizer)
     base_lr = cfg.optimizer.lr
     groups = [{**split, "lr": base_lr * split["lr_mult"]} for group in param_groups for split in
               split_weight_decay(group)]
     optimizer = factory(groups)
-    return optimizer, LambdaLR(optimizer, instantiate(cfg.lr_schedule, total=iterations))
+    schedule = instantiate(cfg.lr_schedule, total=iterations)
+    unscheduled = set(cfg.get("unscheduled") or ())
+    return optimizer, LambdaLR(optimizer, [(lambda step: 1.0) if group["name"].split("/")[0] in unscheduled
+                                           else schedule for group in optimizer.param_groups])

@@ -47,7 +47,8 @@ class TrainerConfig:
 
     iterations: Annotated[int, AtLeast(1)]
     eval_every: Annotated[int, AtLeast(1)]
-    epochs: Annotated[int, AtLeast(1)] | None  # set: the run's length in passes over the source (see training_length)
+    epochs: Annotated[int, AtLeast(1)] | None  # set: the run's length in epochs (see training_length)
+    epoch_of: Literal["source", "larger"]  # an epoch passes over the source, or over the larger training set
     output_dir: str
     device: str  # auto | cpu | cuda | cuda:1 ...
     deterministic: bool
@@ -59,13 +60,17 @@ class TrainerConfig:
     compile: bool
 
 
-def training_length(trainer: Any, source_size: int, batch_size: int, world_size: int = 1) -> tuple[int, int]:
+def training_length(trainer: Any, source_size: int, target_size: int, batch_size: int,
+                    world_size: int = 1) -> tuple[int, int]:
     """(iterations, eval_every) of a run: ``trainer.iterations`` and ``trainer.eval_every``, or, with
-    ``trainer.epochs`` set (DAFT's epoch-based length), that many epochs of ``source_size // (batch_size x
-    world_size)`` iterations (full batches, as the loaders drop the last one), evaluated after each epoch."""
+    ``trainer.epochs`` set, that many epochs of ``size // (batch_size x world_size)`` iterations (full batches, as the
+    loaders drop the last one), evaluated after each epoch. ``size`` is the source's (``trainer.epoch_of=source``:
+    DAFT's epochs) or the larger training set's (``larger``: the CDAN code's digits epochs, ``max(len(source),
+    len(target))`` batches)."""
     if trainer.epochs is None:
         return trainer.iterations, trainer.eval_every
-    epoch = max(source_size // (batch_size * world_size), 1)
+    size = source_size if trainer.epoch_of == "source" else max(source_size, target_size)
+    epoch = max(size // (batch_size * world_size), 1)
     return trainer.epochs * epoch, epoch
 
 

@@ -7,7 +7,9 @@
     python scripts/reproduce.py transnorm_table1 data.root=/data/office31 trainer.iterations=500   # any override
 
 The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, methods, normalizations and seeds; its
-runs go to ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
+cells outside that grid (``experiment.extra_cells``, e.g. source only with BN alone beside the methods x norms) run as
+one more multirun each, the cell's overrides over the preset's other swept keys. Its runs go to
+``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
 its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
 not stop the others: the table shows its gap and lists it with its reason. The runs' records (config, labels,
 metrics, summary; never checkpoints) are kept in ``results/runs/<name>/`` and the tables (Markdown, LaTeX, CSV) built
@@ -23,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
 
 from normda.reporting.tables import SELECTIONS, collect_tables, find_runs, recorded_choice, run_folders, write_table
@@ -33,6 +37,14 @@ LAUNCHERS = {"local": [], "joblib": ["hydra/launcher=joblib"], "slurm": ["hydra/
 
 def presets() -> list[str]:
     return sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+def sweeps(preset: str) -> list[list[str]]:
+    """The multiruns a preset is made of: its sweep (no override), then one per cell of ``experiment.extra_cells``
+    (a mapping of key -> value, given on the command line, which takes precedence over the preset's sweep)."""
+    cells = OmegaConf.select(OmegaConf.load(ROOT / "conf" / "experiment" / f"{preset}.yaml"),
+                             "experiment.extra_cells", default=None) or []
+    return [[]] + [[f"{key}={value}" for key, value in cell.items()] for cell in cells]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     output = (args.output_dir or Path("outputs") / "experiments" / args.preset).resolve()
 
     if not args.collect_only:
-        command = [sys.executable, str(ROOT / "train.py"), f"experiment={args.preset}",
-                   f"trainer.output_dir={output}", "trainer.progress=false", *LAUNCHERS[args.launcher],
-                   *([f"hydra.launcher.n_jobs={args.jobs}"] if args.launcher == "joblib" else []), *args.overrides]
-        print("running: " + " ".join(command), flush=True)
-        if subprocess.run(command, cwd=ROOT).returncode:
-            print("some jobs failed; the table lists them", flush=True)
+        for cell in sweeps(args.preset):
+            command = [sys.executable, str(ROOT / "train.py"), f"experiment={args.preset}", *cell,
+                       f"trainer.output_dir={output}", "trainer.progress=false", *LAUNCHERS[args.launcher],
+                       *([f"hydra.launcher.n_jobs={args.jobs}"] if args.launcher == "joblib" else []), *args.overrides]
+            print("running: " + " ".join(command), flush=True)
+            if subprocess.run(command, cwd=ROOT).returncode:
+                print("some jobs failed; the table lists them", flush=True)
 
     folders = run_folders([output])
     if not folders:

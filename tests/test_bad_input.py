@@ -100,7 +100,7 @@ CATALOGUE = [
     ("unknown autocast dtype", ["trainer.amp=true", "trainer.amp_dtype=float8"],
      "trainer.amp_dtype='float8' (did you mean float16?): give one of auto, bfloat16, float16"),
     ("unknown learning-rate schedule", ["optim.lr_schedule.kind=step"],
-     "optim.lr_schedule.kind='step': give one of inverse_decay, cosine"),
+     "optim.lr_schedule.kind='step' (did you mean multistep?): give one of inverse_decay, cosine, multistep"),
     ("a word where a width belongs", ["model.bottleneck_dim=abc"], "model.bottleneck_dim='abc': give a whole number"),
     ("a dropout out of range", ["model.bottleneck_dropout=2"], "model.bottleneck_dropout=2: give a value below 1"),
     ("a key the dataset does not have", ["+data.foo=1"], "data=digits_embedded has no setting foo (its settings:"),

@@ -53,6 +53,33 @@ def test_converted_eval_layer_is_twice_batchnorm_when_domains_share_statistics(r
     torch.testing.assert_close(converted.bn1.eval()(x), 2.0 * original.bn1.eval()(x))
 
 
+@pytest.mark.parametrize("make", [lambda: torchvision.models.mobilenet_v2(),
+                                  lambda: timm.create_model("efficientnet_lite0", pretrained=False)],
+                         ids=["mobilenet_v2", "efficientnet_lite0"])
+def test_preserve_function_keeps_the_eval_function_of_a_clipping_network(make):
+    # ReLU6 after every BatchNorm: the official conversion's 2z is clipped, so the network's function changes; with
+    # preserve_function the halved gamma/beta times (1 + alpha) = 2 (identical domain buffers) give back BN's output
+    torch.manual_seed(0)
+    original = randomize_batchnorms(make()).eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = original(x)
+        preserved = normalization.convert(copy.deepcopy(original), "transnorm", preserve_function=True).eval()(x)
+        official = normalization.convert(copy.deepcopy(original), "transnorm").eval()(x)
+    scale = expected.abs().max()
+    assert (preserved - expected).abs().max() / scale < 1e-4
+    assert (official - expected).abs().max() / scale > 0.1
+
+
+def test_preserve_function_leaves_alpha_none_as_it_is():
+    # alpha=none computes z already: nothing to halve
+    bn = random_batchnorm().eval()
+    layer = normalization.convert(copy.deepcopy(bn), "transnorm", alpha="none", preserve_function=True).eval()
+    torch.testing.assert_close(layer.weight, bn.weight)
+    x = torch.randn(4, 8, 5, 5)
+    torch.testing.assert_close(layer(x), bn(x))
+
+
 def test_state_dict_round_trip(resnet50_pair):
     _, converted = resnet50_pair
     converted.train()

@@ -15,7 +15,7 @@ from normda.normalization.daft import DAFTConversion
 from normda.dann_cdan.mdd import MDD
 from normda.dann_cdan import StepOutputs
 from normda.model import ImageClassifier
-from normda.optim import Cosine, lr_schedule
+from normda.optim import Cosine, build_optimizer, lr_schedule
 from normda.registry import check_settings
 from normda.run_folder import RunFolder
 from normda.trainer import training_length
@@ -128,11 +128,14 @@ def test_daft_multi_layer_head_keeps_random_initialisation():
 
 
 def test_training_length_in_epochs():
-    by_iterations = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": None})
-    assert training_length(by_iterations, 1000, 32) == (100, 10)
-    by_epochs = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": 3})
-    assert training_length(by_epochs, 1000, 32) == (3 * 31, 31)  # 1000 // 32 full batches per epoch
-    assert training_length(by_epochs, 1000, 32, world_size=2) == (3 * 15, 15)
+    by_iterations = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": None, "epoch_of": "source"})
+    assert training_length(by_iterations, 1000, 4000, 32) == (100, 10)
+    by_epochs = OmegaConf.create({"iterations": 100, "eval_every": 10, "epochs": 3, "epoch_of": "source"})
+    assert training_length(by_epochs, 1000, 4000, 32) == (3 * 31, 31)  # 1000 // 32 full batches per epoch
+    assert training_length(by_epochs, 1000, 4000, 32, world_size=2) == (3 * 15, 15)
+    by_epochs.epoch_of = "larger"  # the CDAN digits code: max(len(source), len(target)) batches an epoch
+    assert training_length(by_epochs, 1000, 4000, 32) == (3 * 125, 125)
+    assert training_length(by_epochs, 5000, 4000, 32) == (3 * 156, 156)
 
 
 def test_schedules():
@@ -140,8 +143,32 @@ def test_schedules():
     assert [cosine(i) for i in (0, 50, 100, 150)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
     inverse = lr_schedule("inverse_decay", gamma=0.001, power=0.75)
     assert inverse(1000) == pytest.approx(2 ** -0.75)
-    with pytest.raises(ConfigError, match="optim.lr_schedule.kind='step': give one of inverse_decay, cosine"):
+    with pytest.raises(ConfigError, match=r"optim.lr_schedule.kind='step' \(did you mean multistep\?\): give one "
+                                          r"of inverse_decay, cosine, multistep"):
         check_settings(lr_schedule, {"kind": "step"}, "optim.lr_schedule")
+
+
+def test_the_cdan_digits_schedule_steps_the_network_only():
+    # train_svhnmnist.py: 10 epochs; before epochs 3, 6 and 9 the network's lr is multiplied by 0.3, the
+    # discriminator's never. With 7 iterations an epoch: epoch e starts at iteration 7 (e - 1).
+    cfg = OmegaConf.create({"optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.01},
+                            "lr_schedule": {"_target_": "normda.optim.lr_schedule", "kind": "multistep",
+                                            "milestones": [0.2, 0.5, 0.8], "factor": 0.3},
+                            "unscheduled": ["method"]})
+    network, discriminator = nn.Linear(2, 2), nn.Linear(2, 1)
+    optimizer, scheduler = build_optimizer(
+        [{"name": "backbone", "params": list(network.parameters()), "lr_mult": 1.0},
+         {"name": "method", "params": list(discriminator.parameters()), "lr_mult": 1.0}], cfg, iterations=70)
+    rates = {}
+    for step in range(70):
+        if step % 7 == 0:
+            rates[step // 7 + 1] = [group["lr"] for group in optimizer.param_groups]
+        optimizer.step()
+        scheduler.step()
+    expected = {1: 0.01, 2: 0.01, 3: 0.003, 4: 0.003, 5: 0.003, 6: 0.0009, 7: 0.0009, 8: 0.0009, 9: 0.00027,
+                10: 0.00027}
+    assert {epoch: pytest.approx(pair) for epoch, pair in rates.items()} == {
+        epoch: [rate, 0.01] for epoch, rate in expected.items()}
 
 
 # -- the classifier's options ------------------------------------------------------------------------------------------

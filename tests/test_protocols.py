@@ -2,6 +2,7 @@
 references; 10-crop evaluation; BN-Inception; the official discriminator."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torchvision import datasets as tv
 from torchvision import transforms as T
 
 from normda import datasets
-from conftest import compose_config
+from conftest import compose_config, run_in_process
 from normda import backbones
 from normda.dann_cdan.cdan import CDAN
 from normda.dann_cdan.discriminator import DomainDiscriminator
@@ -70,7 +71,7 @@ def test_the_adaptation_scripts_train_longer_than_erm_sh():
 
 
 def test_cdan_entropy_weights_follow_their_own_schedule():
-    method = build_method(resolved("protocol=transnorm", "method=cdan_e")["method"], 8, 3)
+    method = build_method(resolved("protocol=transnorm", "method=cdan_e", "data=office31")["method"], 8, 3)
     assert method.grl_schedule(5000) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
     assert method.entropy_schedule(5000) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
     default = CDAN(8, 3)
@@ -146,7 +147,9 @@ def test_inception_bn_layout():
 def test_reference_protocols_resize_with_pils_default_filter():
     for protocol in ("tllib", "transnorm"):
         for data in ("office31", "digits", "digits_embedded"):
-            assert resolved(f"protocol={protocol}", f"data={data}")["data"]["interpolation"] == "bicubic"
+            # the CDAN code's digits script (protocol=transnorm's digits) resizes with transforms.Resize: bilinear
+            expected = "bilinear" if protocol == "transnorm" and data != "office31" else "bicubic"
+            assert resolved(f"protocol={protocol}", f"data={data}")["data"]["interpolation"] == expected
     assert resolved("protocol=daft", "data=office31")["data"]["interpolation"] == "bilinear"  # torchvision's
 
 
@@ -223,7 +226,34 @@ def test_class_balanced_svhn(make_config, tmp_path, monkeypatch):
     assert torch.equal(balanced.source_train.images, torch.from_numpy(images.transpose(3, 2, 0, 1)[kept]))
     assert torch.equal(build("data.svhn_subset=balanced").source_train.images, balanced.source_train.images)
     assert compose_config(["protocol=tllib", "data=digits"]).data.svhn_subset == "balanced"
-    assert compose_config(["protocol=transnorm", "data=digits"]).data.svhn_subset == "full"
+    assert compose_config(["protocol=transnorm", "data=digits"]).data.svhn_subset == "balanced"  # the CDAN code's
+
+
+def test_the_table4_digits_preset_runs_end_to_end_on_stand_in_files(tmp_path, monkeypatch):
+    """``experiment=transnorm_table4_digits`` (the CDAN code's train_svhnmnist.py) on small SVHN and MNIST files: 10
+    epochs of max(len(source), len(target)) // 64 batches (here MNIST's 192 // 64 = 3; the source's would be 1),
+    evaluated after each; the network's rate times 0.3 before epochs 3, 6 and 9, the discriminator's constant."""
+    scipy_io = pytest.importorskip("scipy.io")
+    labels = np.repeat(np.arange(1, 11), 7)  # SVHN's labels: 10 is the digit 0
+    images = np.random.default_rng(0).integers(0, 256, (32, 32, 3, len(labels)), dtype=np.uint8)
+    scipy_io.savemat(tmp_path / "train_32x32.mat", {"X": images, "y": labels[:, None]})
+    monkeypatch.setattr(tv.SVHN, "_check_integrity", lambda self: True)  # not the real file's md5
+    mnist = np.random.default_rng(1).integers(0, 256, (242, 28, 28), dtype=np.uint8)
+    write_mnist(tmp_path, mnist[:192], np.arange(192) % 10, "train")
+    write_mnist(tmp_path, mnist[192:], np.arange(50) % 10, "t10k")
+    result = run_in_process("-m", "experiment=transnorm_table4_digits", "method=cdan_e", "norm=transnorm", "seed=0",
+                            f"data.root={tmp_path}", "data.download=false", "logger=none", "trainer.progress=false",
+                            f"trainer.output_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = [folder for folder in (tmp_path / "runs").iterdir() if folder.is_dir()]
+    assert run.name.startswith("digits-S2M-cdan-transnorm-dtn-seed0") and (run / "done").exists()
+    evaluations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evaluations] == list(range(3, 31, 3))
+    # the rate of the epoch after each evaluation: epochs 2 .. 11 (the last at 8 steps past the third milestone)
+    network = [0.01, 0.003, 0.003, 0.003, 0.0009, 0.0009, 0.0009, 0.00027, 0.00027, 0.00027]
+    assert [e["lr/backbone"] for e in evaluations] == pytest.approx(network)
+    assert [e["lr/head"] for e in evaluations] == pytest.approx(network)
+    assert [e["lr/method"] for e in evaluations] == pytest.approx([0.01] * 10)
 
 
 @pytest.mark.parametrize("shape,size,channels", [((28, 28), 28, 1), ((28, 28), 32, 3), ((16, 16), 28, 1),

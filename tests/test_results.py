@@ -167,17 +167,20 @@ JOBS = {"transnorm_table1": 108, "transnorm_table1_heldout": 108, "transnorm_tab
         "transnorm_table4_mdd": 36, "transnorm_table4_inception": 72, "transnorm_table4_digits": 12,
         "transnorm_table4_visda": 12, "transnorm_table5": 72, "transnorm_table6": 108, "weightalign_table6": 162,
         "bgn_table7": 90, "daft_sweep_features": 180, "daft_sweep_head": 90, "smoke": 8, "cpu_digits": 36,
-        "cpu_office31": 16}
+        "cpu_office31": 16, "cpu_digits_dtn": 54}
 
 
 @pytest.mark.parametrize("preset", sorted(JOBS))
 def test_preset_composes_expands_and_covers_the_papers_rows(preset):
     params = compose_config([f"experiment={preset}"], hydra_node=True).hydra.sweeper.params
     values = {key: str(value).split(",") for key, value in params.items()}
-    assert math.prod(len(v) for v in values.values()) == JOBS[preset]
+    cells = [dict(override.split("=", 1) for override in cell) for cell in load_script("reproduce").sweeps(preset)]
+    swept = [{**values, **{key: [value] for key, value in cell.items()}} for cell in cells]  # a cell's keys win
+    assert sum(math.prod(len(v) for v in sweep.values()) for sweep in swept) == JOBS[preset]
     groups = [key for key in values if key in ("method", "norm", "+transnorm_ablation")]
     rows = set()
-    for combination in product(*(values[key] for key in groups)):
+    combinations = sorted({combination for sweep in swept for combination in product(*(sweep[k] for k in groups))})
+    for combination in combinations:
         task = values["data.task"][len(rows) % len(values["data.task"])]  # the tasks in turn
         cfg = compose_config([f"experiment={preset}", f"data.task={task}"]
                              + [f"{k}={v}" for k, v in zip(groups, combination)])
