@@ -20,7 +20,8 @@ def table_labels(cfg: DictConfig) -> dict[str, Any]:
     (``report.metric`` at the evaluation ``report.selection`` picks)."""
     chosen = node_settings(cfg.norm, "exclude", resolve=False)
     changed = changed_settings(NORMALIZATIONS.get(cfg.norm.name), chosen)
-    norm_label = cfg.norm.name + (f"[{','.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
+    written = {key: str(value).lower() if isinstance(value, bool) else value for key, value in changed.items()}
+    norm_label = cfg.norm.name + (f"[{','.join(f'{k}={v}' for k, v in written.items())}]" if written else "")
     return {
         "experiment": str(OmegaConf.select(cfg, "experiment.name", default="") or ""),
         "protocol": str(cfg.protocol),
