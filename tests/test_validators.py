@@ -1,0 +1,94 @@
+"""The label-free validators against hand computations on small arrays (protocols.md section 9)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from normda.validators import VALIDATORS, Outputs
+
+
+def outputs(logits, features=None, labels=None) -> Outputs:
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    return Outputs(features if features is not None else logits, logits, labels)
+
+
+def score(name: str, **sets: Outputs) -> float:
+    return VALIDATORS.get(name)(sets)
+
+
+def one_hot(classes: list[int], n_classes: int, scale: float = 60.0) -> torch.Tensor:
+    """Logits whose softmax is one-hot to within exp(-60)."""
+    return scale * torch.nn.functional.one_hot(torch.tensor(classes), n_classes).double()
+
+
+def test_every_validator_is_registered_with_its_direction():
+    assert {"source_val", "entropy", "im", "bnm", "snd", "ami", "v_measure", "rankme"} <= set(VALIDATORS.names())
+    assert all(VALIDATORS.get(name).direction == "max" for name in ("entropy", "im", "bnm", "snd", "rankme"))
+
+
+def test_entropy_of_uniform_predictions_is_minus_log_c():
+    assert score("entropy", target=outputs(torch.zeros(6, 4))) == pytest.approx(-math.log(4))
+    assert score("entropy", target=outputs(one_hot([0, 1, 2], 4))) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_information_maximisation_on_uniform_and_one_hot_predictions():
+    assert score("im", target=outputs(torch.zeros(8, 4))) == pytest.approx(0.0, abs=1e-12)  # H(mean) = mean H = log 4
+    assert score("im", target=outputs(one_hot([0, 1, 2, 3] * 2, 4))) == pytest.approx(math.log(4))  # diverse
+    assert score("im", target=outputs(one_hot([2] * 8, 4))) == pytest.approx(0.0, abs=1e-12)  # one class everywhere
+
+
+def test_bnm_of_a_matrix_of_known_rank():
+    # one-hot over 3 of 5 classes, 4 samples each: singular values 2, 2, 2 -> nuclear norm 6, over N = 12
+    assert score("bnm", target=outputs(one_hot([0, 1, 2] * 4, 5))) == pytest.approx(6 / 12)
+    assert score("bnm", target=outputs(one_hot([0] * 12, 5))) == pytest.approx(math.sqrt(12) / 12)
+
+
+def test_rankme_of_a_matrix_of_known_rank():
+    generator = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(20, 4, generator=generator, dtype=torch.float64))  # orthonormal columns
+    v, _ = torch.linalg.qr(torch.randn(8, 4, generator=generator, dtype=torch.float64))
+    features = 3.0 * u @ v.T  # rank 4, four singular values of 3
+    assert score("rankme", target=Outputs(features, torch.zeros(20, 2))) == pytest.approx(4.0, rel=1e-4)
+    skewed = u[:, :2] @ torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)) @ v[:, :2].T
+    p = torch.tensor([0.75, 0.25])  # singular values 3 and 1: exp(H(3/4, 1/4))
+    assert score("rankme", target=Outputs(skewed, torch.zeros(20, 2))) == pytest.approx(
+        math.exp(-(p * p.log()).sum().item()), rel=1e-4)
+
+
+def test_snd_uses_its_temperature():
+    # three unit features at 0, 60 and 90 degrees: cosines 0.5 (0-60), 0 (0-90), cos 30 (60-90)
+    angles = torch.tensor([0.0, math.pi / 3, math.pi / 2], dtype=torch.float64)
+    features = torch.stack([angles.cos(), angles.sin()], dim=1)
+    cosines = {(0, 1): 0.5, (0, 2): 0.0, (1, 2): math.cos(math.pi / 6)}
+
+    def by_hand(temperature: float) -> float:
+        total = 0.0
+        for i in range(3):
+            others = [cosines[tuple(sorted((i, j)))] / temperature for j in range(3) if j != i]
+            weights = [math.exp(s - max(others)) for s in others]
+            p = [w / sum(weights) for w in weights]
+            total -= sum(x * math.log(x) for x in p)
+        return total / 3
+
+    target = Outputs(features, torch.zeros(3, 2))
+    assert score("snd", target=target) == pytest.approx(by_hand(0.05), rel=1e-4)  # float32 similarities
+    assert by_hand(0.05) != pytest.approx(by_hand(1.0), rel=0.1)
+
+
+def test_ami_and_v_measure_on_a_clustering_built_by_hand():
+    generator = torch.Generator().manual_seed(0)
+    centres = 10.0 * torch.eye(3, dtype=torch.float64)
+    blobs = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    features = centres[blobs] + 0.1 * torch.randn(30, 3, generator=generator, dtype=torch.float64)
+    agreeing = Outputs(features, one_hot(((blobs + 1) % 3).tolist(), 3))  # the clusters, under other names
+    constant = Outputs(features, one_hot([0] * 30, 3))
+    for name in ("ami", "v_measure"):
+        assert score(name, target=agreeing) == pytest.approx(1.0)
+        assert score(name, target=constant) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_source_validation_accuracy_by_hand():
+    held_out = outputs(one_hot([0, 1, 1, 2], 3), labels=torch.tensor([0, 1, 2, 2]))
+    assert score("source_val", source_val=held_out) == pytest.approx(75.0)
