@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,46 @@ def test_ami_and_v_measure_on_a_clustering_built_by_hand():
 def test_source_validation_accuracy_by_hand():
     held_out = outputs(one_hot([0, 1, 1, 2], 3), labels=torch.tensor([0, 1, 2, 2]))
     assert score("source_val", source_val=held_out) == pytest.approx(75.0)
+
+
+def test_dev_control_variate_by_hand():
+    from normda.validation import dev_risk
+
+    # w = [1, 2, 3], e = [1, 0, 1]: L = w e = [1, 0, 3]; Cov(L, w) = 1, Var(w) = 1 (ddof 1), eta = -1;
+    # risk = mean(L) + eta mean(w) - eta = 4/3 - 2 + 1
+    assert dev_risk(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 1.0])) == pytest.approx(1 / 3)
+
+
+def test_devn_max_normalisation_by_hand():
+    from normda.validation import dev_risk
+    from normda.validators.dev import max_normalised
+
+    weights = max_normalised(np.array([1.0, 2.0, 3.0]))  # [1/3, 2/3, 1], shifted to mean 1
+    assert weights == pytest.approx([2 / 3, 1.0, 4 / 3])
+    # L = [2/3, 0, 4/3]: Cov(L, w) = 1/9 = Var(w), eta = -1: risk = 2/3 - 1 + 1
+    assert dev_risk(weights, np.array([1.0, 0.0, 1.0])) == pytest.approx(2 / 3)
+
+
+def test_the_mlp_density_ratio_tells_the_domains_apart():
+    from normda.validators.dev import mlp_density_ratios
+
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(120, 4, generator=generator) - 2.0
+    target = torch.randn(80, 4, generator=generator) + 2.0
+    ratios = mlp_density_ratios(source, target, torch.cat([source[:20], target[:20]]))
+    assert ratios[20:].min() > ratios[:20].max()  # every target-like sample weighs more than any source-like one
+    assert np.median(ratios[20:]) > 10 * np.median(ratios[:20])
+    assert ratios[:20].max() < 120 / 80  # source-like: below the prior ratio N_s / N_t's 1.5
+
+
+def test_dev_scores_a_model_whose_target_errors_are_like_its_source_errors():
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(120, 4, generator=generator)
+    labels = torch.randint(0, 3, (120,), generator=generator)
+    right = Outputs(features[:40], one_hot(labels[:40].tolist(), 3, 5.0), labels[:40])
+    wrong = Outputs(features[:40], one_hot(((labels[:40] + 1) % 3).tolist(), 3, 5.0), labels[:40])
+    sets = {"source_train": Outputs(features[40:80], torch.zeros(40, 3)),
+            "target": Outputs(features[80:], torch.zeros(40, 3))}
+    for name in ("dev", "dev_logistic"):  # devn: the same fit, normalised (test_devn_max_normalisation_by_hand)
+        assert VALIDATORS.get(name).direction == "min"
+        assert score(name, **sets, source_val=right) < score(name, **sets, source_val=wrong)
