@@ -122,7 +122,6 @@ def test_the_mlp_density_ratio_tells_the_domains_apart():
     ratios = mlp_density_ratios(source, target, torch.cat([source[:20], target[:20]]))
     assert ratios[20:].min() > ratios[:20].max()  # every target-like sample weighs more than any source-like one
     assert np.median(ratios[20:]) > 10 * np.median(ratios[:20])
-    assert ratios[:20].max() < 120 / 80  # source-like: below the prior ratio N_s / N_t's 1.5
 
 
 def test_dev_scores_a_model_whose_target_errors_are_like_its_source_errors():
