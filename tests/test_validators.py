@@ -135,3 +135,26 @@ def test_dev_scores_a_model_whose_target_errors_are_like_its_source_errors():
     for name in ("dev", "dev_logistic"):  # devn: the same fit, normalised (test_devn_max_normalisation_by_hand)
         assert VALIDATORS.get(name).direction == "min"
         assert score(name, **sets, source_val=right) < score(name, **sets, source_val=wrong)
+
+
+def test_a_run_records_the_validators_it_is_asked_for(make_config, tmp_path):
+    from normda.experiment import train
+    from normda.reporting.tables import find_runs
+
+    train(make_config("trainer.validators=[im,entropy,source_val]", "data.source_val_fraction=0.25",
+                      "trainer.iterations=4", "trainer.eval_every=2"), tmp_path / "run")
+    [run] = find_runs([tmp_path])
+    assert [sorted(key for key in record if key.startswith("validator/")) for record in run.metrics] == [
+        ["validator/entropy", "validator/im", "validator/source_val"]] * 2
+    # the validator and the trainer's own source-validation evaluation read the same pass
+    assert all(record["validator/source_val"] == pytest.approx(record["source_val_accuracy"]) for record in run.metrics)
+
+
+def test_validator_settings_are_checked_before_the_run(make_config):
+    from normda.errors import ConfigError
+    from normda.schema import check_config
+
+    with pytest.raises(ConfigError, match=r"unknown trainer.validators=imm \(did you mean im\?\)"):
+        check_config(make_config("trainer.validators=[imm]"))
+    with pytest.raises(ConfigError, match="trainer.validators has dev, which reads source samples held out of training"):
+        check_config(make_config("trainer.validators=[dev]"))

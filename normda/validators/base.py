@@ -48,7 +48,7 @@ class Validator:
         return a > b if self.direction == "max" else a < b
 
 
-VALIDATORS: Registry[Validator] = Registry("validator", "normda.validators", "validators")
+VALIDATORS: Registry[Validator] = Registry("validator", "normda.validators", "trainer.validators")
 
 
 def register(name: str, direction: Direction, needs: tuple[SetName, ...]):
