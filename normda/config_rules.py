@@ -46,8 +46,21 @@ def selection_is_measured(cfg: DictConfig) -> None:
                           f"data.source_val_fraction=0.1, or report.selection=best")
 
 
+def validators_have_their_sets(cfg: DictConfig) -> None:
+    """A validator that reads labelled source samples held out of training (``source_val``, ``dev`` ...) needs
+    ``data.source_val_fraction > 0``."""
+    from normda.validators import VALIDATORS
+
+    for name in cfg.trainer.validators:
+        needs = VALIDATORS.get(name).needs
+        if "source_val" in needs and not cfg.data.source_val_fraction:
+            raise ConfigError(f"trainer.validators has {name}, which reads source samples held out of training, and "
+                              f"data.source_val_fraction is {cfg.data.source_val_fraction}: set "
+                              f"data.source_val_fraction=0.1, or leave {name} out")
+
+
 RULES: tuple[Callable[[DictConfig], None], ...] = (length_in_one_unit, reported_metric_is_measured,
-                                                   selection_is_measured)
+                                                   selection_is_measured, validators_have_their_sets)
 
 
 def check_rules(cfg: DictConfig) -> None:

@@ -23,6 +23,7 @@ class Evaluation:
     features: torch.Tensor | None = None  # (K, D) bottleneck features of K kept samples, on the CPU, when asked for
     losses: torch.Tensor | None = None  # (K,) their cross-entropy, when asked for
     labels: torch.Tensor | None = None  # (K,) their labels, when asked for
+    logits: torch.Tensor | None = None  # (K, C) their logits, when asked for
 
 
 def accuracy_from_confusion(confusion: torch.Tensor) -> Evaluation:
@@ -50,7 +51,7 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 def _features_and_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
     logits, features = model(images)
-    return logits.argmax(dim=1), features, F.cross_entropy(logits, labels, reduction="none")
+    return logits.argmax(dim=1), features, F.cross_entropy(logits, labels, reduction="none"), logits
 
 
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
@@ -58,16 +59,16 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
              ) -> Evaluation:
     """Evaluate ``model`` (returning ``(logits, features)``) in eval mode on single images or crops, streaming the
     set into a confusion matrix; domain-aware layers use ``domain``'s statistics, or their own setting when it is
-    None. ``keep_features`` (single images only) also returns the features, loss and label of at most that many
-    samples, every k-th of the set in loader order (so a class-sorted list keeps every class); memory stays bounded
-    however large the set. ``acceleration`` applies the run's autocast and memory format. The model's train/eval
+    None. ``keep_features`` (single images only) also returns the features, logits, loss and label of at most that
+    many samples, every k-th of the set in loader order (so a class-sorted list keeps every class); memory stays
+    bounded however large the set. ``acceleration`` applies the run's autocast and memory format. The model's train/eval
     mode is restored afterwards."""
     acceleration = acceleration or Acceleration(device)
     was_training = model.training
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     stride = max(1, math.ceil(len(loader.dataset) / keep_features)) if keep_features else 0
-    features, losses, kept_labels = [], [], []
+    features, losses, kept_labels, kept_logits = [], [], [], []
     seen = 0
     try:
         with torch.inference_mode(), using_test_stats(model, domain) if domain else nullcontext():
@@ -76,9 +77,11 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
                 labels = labels.to(device, non_blocking=True)
                 with acceleration.autocast():
                     if keep_features:
-                        predictions, batch_features, batch_losses = _features_and_losses(model, images, labels)
+                        predictions, batch_features, batch_losses, logits = _features_and_losses(model, images,
+                                                                                                 labels)
                         kept = torch.arange(-seen % stride, len(labels), stride, device=device)
                         features.append(batch_features[kept].float().cpu())
+                        kept_logits.append(logits[kept].float().cpu())
                         losses.append(batch_losses[kept].float().cpu())
                         kept_labels.append(labels[kept].cpu())
                     else:
@@ -90,4 +93,5 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     result = accuracy_from_confusion(confusion.view(num_classes, num_classes).cpu())
     if keep_features:
         result.features, result.losses, result.labels = torch.cat(features), torch.cat(losses), torch.cat(kept_labels)
+        result.logits = torch.cat(kept_logits)
     return result

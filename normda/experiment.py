@@ -161,6 +161,7 @@ def _train_process(cfg: DictConfig, run: RunFolder, distributed: Distributed, de
         eval_batch_size=cfg.data.eval_batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed, device=device,
         progress=cfg.trainer.progress, ten_crop=cfg.trainer.ten_crop,
         acceleration=Acceleration.from_config(cfg.trainer, device), distributed=distributed,
+        validators=tuple(cfg.trainer.validators),
     )
     identity = config_id(cfg)
     config = {**recorded_config(cfg), "labels": labels}  # W&B's copy: collect.py --wandb reads the labels there

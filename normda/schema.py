@@ -14,7 +14,7 @@ from typing import Annotated
 
 from omegaconf import DictConfig, OmegaConf
 
-from normda import backbones, dann_cdan, datasets, normalization
+from normda import backbones, dann_cdan, datasets, normalization, validators
 from normda.config_identity import recorded_config
 from normda.config_rules import check_rules
 from normda.errors import ConfigError
@@ -46,6 +46,8 @@ def check_config(cfg: DictConfig) -> None:
     check_settings(ReportConfig, cfg.report, "report", complete=True)
     backbones.BACKBONES.check(cfg.backbone.name, node_settings(cfg.backbone))
     datasets.DATASETS.check(cfg.data.name, node_settings(cfg.data))
+    for name in cfg.trainer.validators:
+        validators.VALIDATORS.get(name)
     check_setting("norm.exclude", cfg.norm.exclude, list[str])
     normalization.NORMALIZATIONS.check(cfg.norm.name, node_settings(cfg.norm, "exclude"))
     dann_cdan.METHODS.check(cfg.method.name, node_settings(cfg.method), fixed=("features_dim", "num_classes"))

@@ -32,6 +32,7 @@ from normda.interrupts import Interrupted, Interrupts
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs
 from normda.run_folder import RunFolder
 from normda.validation import deep_embedded_validation
+from normda.validators import VALIDATORS, Outputs
 from normda.datasets import DomainAdaptationTask
 from normda.normalization import Normalization, domain_split
 from normda.errors import BatchTooSmallError, TrainingDivergedError
@@ -49,6 +50,7 @@ class TrainerConfig:
     eval_every: Annotated[int, AtLeast(1)]
     epochs: Annotated[int, AtLeast(1)] | None  # set: the run's length in epochs (see training_length)
     epoch_of: Literal["source", "larger"]  # an epoch passes over the source, or over the larger training set
+    validators: list[str]  # the label-free validators each evaluation computes (normda/validators/)
     output_dir: str
     device: str  # auto | cpu | cuda | cuda:1 ...
     deterministic: bool
@@ -90,6 +92,7 @@ class TrainingPlan:
     ten_crop: bool = False
     acceleration: Acceleration | None = None  # None: full precision, contiguous memory, eager
     distributed: Distributed = Distributed()  # the processes of a torchrun job (one by default)
+    validators: tuple[str, ...] = ()  # the label-free validators each evaluation computes (normda/validators/)
 
     #: at most this many target samples keep their features for DEV's domain classifier (memory stays bounded).
     dev_target_samples: int = 2000
@@ -167,6 +170,7 @@ class Trainer:
         self.best: dict[str, dict[str, float]] = {}  # per metric: the highest accuracy over evaluations, its step
         self.last: dict[str, Evaluation] = {}
         self.dev_risk: float | None = None  # of the last evaluation, with a source validation set
+        self.validations: dict[str, float] = {}  # validator -> score, of the last evaluation
         self.saved_step: int | None = None  # the iteration of the checkpoint in the run folder, if there is one
         self.interrupts = interrupts  # a SIGINT/SIGTERM to stop at (normda/interrupts.py)
         # the training losses summed since the last evaluation, and their count (a checkpoint between evaluations,
@@ -327,15 +331,18 @@ class Trainer:
 
     def evaluate(self, test_loaders: dict[str, DataLoader]) -> dict[str, Evaluation]:
         """The target test metrics; with a source validation set, also its accuracy (source statistics) and the DEV
-        risk from the features of source training samples, source validation samples and the target."""
+        risk from the features of source training samples, source validation samples and the target; and the
+        validators the run computes (``self.validations``), from the same passes."""
         s, task = self.plan, self.task
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
+        keep_target = dev or bool(s.validators)
         model, accelerate = self.forward_model, self.acceleration
         results = {metric: evaluate(model, loader, task.num_classes, s.device, None,
-                                    keep_features=s.dev_target_samples if dev and metric == "target_accuracy" else 0,
-                                    acceleration=accelerate)
+                                    keep_features=s.dev_target_samples if keep_target and metric == "target_accuracy"
+                                    else 0, acceleration=accelerate)
                    for metric, loader in test_loaders.items()}
+        sets = {"target": results["target_accuracy"]}
         if dev:
             validation_loader = task.source_val_loader(s.eval_batch_size, s.num_workers)
             validation = evaluate(model, validation_loader, task.num_classes, s.device, "source",
@@ -346,6 +353,10 @@ class Trainer:
             results["source_val_accuracy"] = validation
             self.dev_risk = deep_embedded_validation(training.features, validation.features, validation.losses,
                                                      results["target_accuracy"].features)
+            sets.update(source_val=validation, source_train=training)
+        outputs = {name: Outputs(result.features, result.logits, result.labels if name != "target" else None)
+                   for name, result in sets.items()}
+        self.validations = {name: VALIDATORS.get(name)(outputs) for name in s.validators}
         return results
 
     def evaluate_and_record(self, train_means: dict[str, float], test_loaders: dict[str, DataLoader]) -> None:
@@ -358,6 +369,7 @@ class Trainer:
             record[metric.replace("accuracy", "mean_class_accuracy")] = result.mean_class_accuracy
         if self.dev_risk is not None:
             record["dev_risk"] = self.dev_risk
+        record.update({f"validator/{name}": value for name, value in self.validations.items()})
         record.update({f"train/{key}": value for key, value in train_means.items()})
         record.update({f"lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups
                        if not group["name"].endswith("/no_decay")})

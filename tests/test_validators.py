@@ -1,0 +1,160 @@
+"""The label-free validators against hand computations on small arrays (protocols.md section 9)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from normda.validators import VALIDATORS, Outputs
+
+
+def outputs(logits, features=None, labels=None) -> Outputs:
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    return Outputs(features if features is not None else logits, logits, labels)
+
+
+def score(name: str, **sets: Outputs) -> float:
+    return VALIDATORS.get(name)(sets)
+
+
+def one_hot(classes: list[int], n_classes: int, scale: float = 60.0) -> torch.Tensor:
+    """Logits whose softmax is one-hot to within exp(-60)."""
+    return scale * torch.nn.functional.one_hot(torch.tensor(classes), n_classes).double()
+
+
+def test_every_validator_is_registered_with_its_direction():
+    assert {"source_val", "entropy", "im", "bnm", "snd", "ami", "v_measure", "rankme"} <= set(VALIDATORS.names())
+    assert all(VALIDATORS.get(name).direction == "max" for name in ("entropy", "im", "bnm", "snd", "rankme"))
+
+
+def test_entropy_of_uniform_predictions_is_minus_log_c():
+    assert score("entropy", target=outputs(torch.zeros(6, 4))) == pytest.approx(-math.log(4))
+    assert score("entropy", target=outputs(one_hot([0, 1, 2], 4))) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_information_maximisation_on_uniform_and_one_hot_predictions():
+    assert score("im", target=outputs(torch.zeros(8, 4))) == pytest.approx(0.0, abs=1e-12)  # H(mean) = mean H = log 4
+    assert score("im", target=outputs(one_hot([0, 1, 2, 3] * 2, 4))) == pytest.approx(math.log(4))  # diverse
+    assert score("im", target=outputs(one_hot([2] * 8, 4))) == pytest.approx(0.0, abs=1e-12)  # one class everywhere
+
+
+def test_bnm_of_a_matrix_of_known_rank():
+    # one-hot over 3 of 5 classes, 4 samples each: singular values 2, 2, 2 -> nuclear norm 6, over N = 12
+    assert score("bnm", target=outputs(one_hot([0, 1, 2] * 4, 5))) == pytest.approx(6 / 12)
+    assert score("bnm", target=outputs(one_hot([0] * 12, 5))) == pytest.approx(math.sqrt(12) / 12)
+
+
+def test_rankme_of_a_matrix_of_known_rank():
+    generator = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(20, 4, generator=generator, dtype=torch.float64))  # orthonormal columns
+    v, _ = torch.linalg.qr(torch.randn(8, 4, generator=generator, dtype=torch.float64))
+    features = 3.0 * u @ v.T  # rank 4, four singular values of 3
+    assert score("rankme", target=Outputs(features, torch.zeros(20, 2))) == pytest.approx(4.0, rel=1e-4)
+    skewed = u[:, :2] @ torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)) @ v[:, :2].T
+    p = torch.tensor([0.75, 0.25])  # singular values 3 and 1: exp(H(3/4, 1/4))
+    assert score("rankme", target=Outputs(skewed, torch.zeros(20, 2))) == pytest.approx(
+        math.exp(-(p * p.log()).sum().item()), rel=1e-4)
+
+
+def test_snd_uses_its_temperature():
+    # three unit features at 0, 60 and 90 degrees: cosines 0.5 (0-60), 0 (0-90), cos 30 (60-90)
+    angles = torch.tensor([0.0, math.pi / 3, math.pi / 2], dtype=torch.float64)
+    features = torch.stack([angles.cos(), angles.sin()], dim=1)
+    cosines = {(0, 1): 0.5, (0, 2): 0.0, (1, 2): math.cos(math.pi / 6)}
+
+    def by_hand(temperature: float) -> float:
+        total = 0.0
+        for i in range(3):
+            others = [cosines[tuple(sorted((i, j)))] / temperature for j in range(3) if j != i]
+            weights = [math.exp(s - max(others)) for s in others]
+            p = [w / sum(weights) for w in weights]
+            total -= sum(x * math.log(x) for x in p)
+        return total / 3
+
+    target = Outputs(features, torch.zeros(3, 2))
+    assert score("snd", target=target) == pytest.approx(by_hand(0.05), rel=1e-4)  # float32 similarities
+    assert by_hand(0.05) != pytest.approx(by_hand(1.0), rel=0.1)
+
+
+def test_ami_and_v_measure_on_a_clustering_built_by_hand():
+    generator = torch.Generator().manual_seed(0)
+    centres = 10.0 * torch.eye(3, dtype=torch.float64)
+    blobs = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)
+    features = centres[blobs] + 0.1 * torch.randn(30, 3, generator=generator, dtype=torch.float64)
+    agreeing = Outputs(features, one_hot(((blobs + 1) % 3).tolist(), 3))  # the clusters, under other names
+    constant = Outputs(features, one_hot([0] * 30, 3))
+    for name in ("ami", "v_measure"):
+        assert score(name, target=agreeing) == pytest.approx(1.0)
+        assert score(name, target=constant) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_source_validation_accuracy_by_hand():
+    held_out = outputs(one_hot([0, 1, 1, 2], 3), labels=torch.tensor([0, 1, 2, 2]))
+    assert score("source_val", source_val=held_out) == pytest.approx(75.0)
+
+
+def test_dev_control_variate_by_hand():
+    from normda.validation import dev_risk
+
+    # w = [1, 2, 3], e = [1, 0, 1]: L = w e = [1, 0, 3]; Cov(L, w) = 1, Var(w) = 1 (ddof 1), eta = -1;
+    # risk = mean(L) + eta mean(w) - eta = 4/3 - 2 + 1
+    assert dev_risk(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 1.0])) == pytest.approx(1 / 3)
+
+
+def test_devn_max_normalisation_by_hand():
+    from normda.validation import dev_risk
+    from normda.validators.dev import max_normalised
+
+    weights = max_normalised(np.array([1.0, 2.0, 3.0]))  # [1/3, 2/3, 1], shifted to mean 1
+    assert weights == pytest.approx([2 / 3, 1.0, 4 / 3])
+    # L = [2/3, 0, 4/3]: Cov(L, w) = 1/9 = Var(w), eta = -1: risk = 2/3 - 1 + 1
+    assert dev_risk(weights, np.array([1.0, 0.0, 1.0])) == pytest.approx(2 / 3)
+
+
+def test_the_mlp_density_ratio_tells_the_domains_apart():
+    from normda.validators.dev import mlp_density_ratios
+
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(120, 4, generator=generator) - 2.0
+    target = torch.randn(80, 4, generator=generator) + 2.0
+    ratios = mlp_density_ratios(source, target, torch.cat([source[:20], target[:20]]))
+    assert ratios[20:].min() > ratios[:20].max()  # every target-like sample weighs more than any source-like one
+    assert np.median(ratios[20:]) > 10 * np.median(ratios[:20])
+
+
+def test_dev_scores_a_model_whose_target_errors_are_like_its_source_errors():
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(120, 4, generator=generator)
+    labels = torch.randint(0, 3, (120,), generator=generator)
+    right = Outputs(features[:40], one_hot(labels[:40].tolist(), 3, 5.0), labels[:40])
+    wrong = Outputs(features[:40], one_hot(((labels[:40] + 1) % 3).tolist(), 3, 5.0), labels[:40])
+    sets = {"source_train": Outputs(features[40:80], torch.zeros(40, 3)),
+            "target": Outputs(features[80:], torch.zeros(40, 3))}
+    for name in ("dev", "dev_logistic"):  # devn: the same fit, normalised (test_devn_max_normalisation_by_hand)
+        assert VALIDATORS.get(name).direction == "min"
+        assert score(name, **sets, source_val=right) < score(name, **sets, source_val=wrong)
+
+
+def test_a_run_records_the_validators_it_is_asked_for(make_config, tmp_path):
+    from normda.experiment import train
+    from normda.reporting.tables import find_runs
+
+    train(make_config("trainer.validators=[im,entropy,source_val]", "data.source_val_fraction=0.25",
+                      "trainer.iterations=4", "trainer.eval_every=2"), tmp_path / "run")
+    [run] = find_runs([tmp_path])
+    assert [sorted(key for key in record if key.startswith("validator/")) for record in run.metrics] == [
+        ["validator/entropy", "validator/im", "validator/source_val"]] * 2
+    # the validator and the trainer's own source-validation evaluation read the same pass
+    assert all(record["validator/source_val"] == pytest.approx(record["source_val_accuracy"]) for record in run.metrics)
+
+
+def test_validator_settings_are_checked_before_the_run(make_config):
+    from normda.errors import ConfigError
+    from normda.schema import check_config
+
+    with pytest.raises(ConfigError, match=r"unknown trainer.validators=imm \(did you mean im\?\)"):
+        check_config(make_config("trainer.validators=[imm]"))
+    with pytest.raises(ConfigError, match="trainer.validators has dev, which reads source samples held out of training"):
+        check_config(make_config("trainer.validators=[dev]"))
