@@ -3,8 +3,9 @@
 The recorded config is the resolved one without Hydra's node and without the lookup tables that configs read values
 from (keys starting with ``_``, such as TLlib's per-task digits learning rates): the values they gave are in it, the
 tables are not. The config id is a hash of the recorded config without the keys that do not change the result (where
-outputs and data live, the logger, worker counts), so the same command always names the same folder and a changed
-setting a new one. A process hashes a config once: Hydra's ``${run_name:}`` (the folder) and the run itself (its W&B id
+outputs and data live, the logger, worker counts) and without the settings added later while they keep the value that
+computes what earlier runs computed (:data:`ADDED_AT_NEUTRAL`), so the same command always names the same folder and a
+changed setting a new one. A process hashes a config once: Hydra's ``${run_name:}`` (the folder) and the run itself (its W&B id
 and summary) share the id (:func:`config_id` remembers the configs it has hashed).
 """
 from __future__ import annotations
@@ -22,6 +23,12 @@ IGNORED_FOR_IDENTITY = (
     "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
     "data.root", "data.num_workers", "data.download", "report",
 )
+
+
+#: settings added after runs were made, at the value that computes what those runs computed: left out of the id at
+#: that value, so a finished run keeps its folder name ("already finished"), and a run that sets another gets a new one
+#: (``trainer.validators``: a run that computes none records what runs recorded before the key existed)
+ADDED_AT_NEUTRAL = {"trainer.validators": []}
 
 
 def _drop(tree: dict, dotted: str) -> None:
@@ -57,6 +64,9 @@ def config_id(cfg: DictConfig) -> str:
     tree = recorded_config(cfg)
     for dotted in IGNORED_FOR_IDENTITY:
         _drop(tree, dotted)
+    for dotted, neutral in ADDED_AT_NEUTRAL.items():
+        if OmegaConf.select(cfg, dotted, default=None) == neutral:
+            _drop(tree, dotted)
     if cfg.data.get("_root_is_the_data"):  # one's own domains: another folder is other data, so another run
         tree["data"]["root"] = str(Path(str(cfg.data.root)).expanduser().resolve())
     text = json.dumps(tree, sort_keys=True, default=str)

@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -21,7 +20,6 @@ class Evaluation:
     per_class_accuracy: list[float]
     samples: int
     features: torch.Tensor | None = None  # (K, D) bottleneck features of K kept samples, on the CPU, when asked for
-    losses: torch.Tensor | None = None  # (K,) their cross-entropy, when asked for
     labels: torch.Tensor | None = None  # (K,) their labels, when asked for
     logits: torch.Tensor | None = None  # (K, C) their logits, when asked for
 
@@ -49,9 +47,9 @@ def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
-def _features_and_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+def _features_and_logits(model: nn.Module, images: torch.Tensor):
     logits, features = model(images)
-    return logits.argmax(dim=1), features, F.cross_entropy(logits, labels, reduction="none"), logits
+    return logits.argmax(dim=1), features, logits
 
 
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
@@ -59,8 +57,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
              ) -> Evaluation:
     """Evaluate ``model`` (returning ``(logits, features)``) in eval mode on single images or crops, streaming the
     set into a confusion matrix; domain-aware layers use ``domain``'s statistics, or their own setting when it is
-    None. ``keep_features`` (single images only) also returns the features, logits, loss and label of at most that
-    many samples, every k-th of the set in loader order (so a class-sorted list keeps every class); memory stays
+    None. ``keep_features`` (single images only) also returns the features, logits and label of at most that many
+    samples, every k-th of the set in loader order (so a class-sorted list keeps every class); memory stays
     bounded however large the set. ``acceleration`` applies the run's autocast and memory format. The model's train/eval
     mode is restored afterwards."""
     acceleration = acceleration or Acceleration(device)
@@ -68,7 +66,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
     stride = max(1, math.ceil(len(loader.dataset) / keep_features)) if keep_features else 0
-    features, losses, kept_labels, kept_logits = [], [], [], []
+    features, kept_labels, kept_logits = [], [], []
     seen = 0
     try:
         with torch.inference_mode(), using_test_stats(model, domain) if domain else nullcontext():
@@ -77,12 +75,10 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
                 labels = labels.to(device, non_blocking=True)
                 with acceleration.autocast():
                     if keep_features:
-                        predictions, batch_features, batch_losses, logits = _features_and_losses(model, images,
-                                                                                                 labels)
+                        predictions, batch_features, logits = _features_and_logits(model, images)
                         kept = torch.arange(-seen % stride, len(labels), stride, device=device)
                         features.append(batch_features[kept].float().cpu())
                         kept_logits.append(logits[kept].float().cpu())
-                        losses.append(batch_losses[kept].float().cpu())
                         kept_labels.append(labels[kept].cpu())
                     else:
                         predictions = predict(model, images)
@@ -92,6 +88,6 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         model.train(was_training)
     result = accuracy_from_confusion(confusion.view(num_classes, num_classes).cpu())
     if keep_features:
-        result.features, result.losses, result.labels = torch.cat(features), torch.cat(losses), torch.cat(kept_labels)
-        result.logits = torch.cat(kept_logits)
+        result.features, result.logits = torch.cat(features), torch.cat(kept_logits)
+        result.labels = torch.cat(kept_labels)
     return result

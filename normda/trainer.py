@@ -31,7 +31,6 @@ from normda.evaluate import Evaluation, evaluate
 from normda.interrupts import Interrupted, Interrupts
 from normda.dann_cdan.base import AdaptationMethod, StepOutputs
 from normda.run_folder import RunFolder
-from normda.validation import deep_embedded_validation
 from normda.validators import VALIDATORS, Outputs
 from normda.datasets import DomainAdaptationTask
 from normda.normalization import Normalization, domain_split
@@ -331,12 +330,13 @@ class Trainer:
 
     def evaluate(self, test_loaders: dict[str, DataLoader]) -> dict[str, Evaluation]:
         """The target test metrics; with a source validation set, also its accuracy (source statistics) and the DEV
-        risk from the features of source training samples, source validation samples and the target; and the
-        validators the run computes (``self.validations``), from the same passes."""
+        risk (``dev_logistic``) from the features of source training samples, source validation samples and the
+        target; and the validators the run computes (``self.validations``), all from these same passes."""
         s, task = self.plan, self.task
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
-        keep_target = dev or bool(s.validators)
+        computed = [*s.validators, *(["dev_logistic"] if dev and "dev_logistic" not in s.validators else [])]
+        keep_target = any("target" in VALIDATORS.get(name).needs for name in computed)
         model, accelerate = self.forward_model, self.acceleration
         results = {metric: evaluate(model, loader, task.num_classes, s.device, None,
                                     keep_features=s.dev_target_samples if keep_target and metric == "target_accuracy"
@@ -351,12 +351,12 @@ class Trainer:
             training = evaluate(model, sample_loader, task.num_classes, s.device, "source",
                                 keep_features=len(sample_loader.dataset), acceleration=accelerate)
             results["source_val_accuracy"] = validation
-            self.dev_risk = deep_embedded_validation(training.features, validation.features, validation.losses,
-                                                     results["target_accuracy"].features)
             sets.update(source_val=validation, source_train=training)
         outputs = {name: Outputs(result.features, result.logits, result.labels if name != "target" else None)
                    for name, result in sets.items()}
-        self.validations = {name: VALIDATORS.get(name)(outputs) for name in s.validators}
+        scores = {name: VALIDATORS.get(name)(outputs) for name in computed}
+        self.dev_risk = scores.get("dev_logistic") if dev else None
+        self.validations = {name: scores[name] for name in s.validators}
         return results
 
     def evaluate_and_record(self, train_means: dict[str, float], test_loaders: dict[str, DataLoader]) -> None:

@@ -12,7 +12,6 @@ The checkpoint with the lowest DEV risk is the one DEV selects (the TransNorm pa
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def density_ratios(source_features: np.ndarray, target_features: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -34,10 +33,3 @@ def dev_risk(weights: np.ndarray, losses: np.ndarray) -> float:
     covariance = np.cov(np.stack([weighted, weights]), ddof=1)
     eta = -covariance[0, 1] / covariance[1, 1] if covariance[1, 1] > 0 else 0.0
     return float(weighted.mean() + eta * weights.mean() - eta)
-
-
-def deep_embedded_validation(source_train_features: torch.Tensor, source_val_features: torch.Tensor,
-                             source_val_losses: torch.Tensor, target_features: torch.Tensor) -> float:
-    """The DEV risk of a model from its features; lower is better."""
-    weights = density_ratios(source_train_features.numpy(), target_features.numpy(), source_val_features.numpy())
-    return dev_risk(weights, source_val_losses.numpy())

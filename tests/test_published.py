@@ -48,3 +48,21 @@ def test_the_readme_quotes_tables_as_they_are_published():
     quoted = [line for line in readme if line.startswith("| ") and re.search(r"\(n=\d+\)", line)]
     assert quoted, "the README quotes no table"
     assert [line for line in quoted if line not in published] == []
+
+
+def test_the_runs_of_a_preset_in_progress_keep_their_names_under_this_code():
+    """A preset whose sweep is still running (cpu_digits_dtn) must find its finished runs as finished: the command of
+    each kept run composes, with this code, to the config id in its folder's name."""
+    from conftest import compose_config
+    from normda.config_identity import config_id
+    from normda.reporting.tables import find_runs
+
+    runs = find_runs([RECORDS / "cpu_digits_dtn"])
+    assert runs
+    for run in runs:
+        labels = run.labels
+        cell = [f"data.task={labels['task_label'].replace('->', '2')}", f"method={labels['method_label']}",
+                f"norm={labels['norm_label']}", f"seed={labels['seed']}"]
+        assert config_id(compose_config(["experiment=cpu_digits_dtn", *cell])) == run.name.rsplit("-", 1)[1], run.name
+    validating = compose_config(["experiment=cpu_digits_dtn", "trainer.validators=[im]", *cell])
+    assert config_id(validating) != run.name.rsplit("-", 1)[1]  # a run that computes more is another run

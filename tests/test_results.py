@@ -21,7 +21,8 @@ from normda.reporting.tables import (PUBLISHED_NUMBERS, SELECTIONS, Run, build_t
 from normda.labels import table_labels
 from normda.reporting.protocols import reference_settings
 from normda.run_folder import RunFolder
-from normda.validation import deep_embedded_validation, density_ratios, dev_risk
+from normda.validation import density_ratios, dev_risk
+from normda.validators import VALIDATORS, Outputs
 
 GOLDEN = ROOT / "tests" / "data"
 
@@ -151,10 +152,13 @@ def test_density_ratios():
     assert abs(np.median(same) - 1.0) < 0.2
     shifted = density_ratios(rng.normal(size=(400, 1)), rng.normal(2.0, size=(400, 1)), np.array([[-2.0], [3.0]]))
     assert shifted[0] < 0.1 < 10 < shifted[1]  # far from the target: small ratio; deep in it: large
-    source, validation, losses, target = torch.randn(200, 4), torch.randn(50, 4), torch.rand(50), torch.randn(200, 4)
+    source, validation, target = torch.randn(200, 4), torch.randn(50, 4), torch.randn(200, 4)
+    logits, labels = torch.randn(50, 3), torch.randint(0, 3, (50,))
     weights = density_ratios(source.numpy(), target.numpy(), validation.numpy())  # DEV: the ratios, then the risk
-    assert deep_embedded_validation(source, validation, losses, target) == pytest.approx(
-        dev_risk(weights, losses.numpy()))
+    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none").double().numpy()
+    sets = {"source_train": Outputs(source, torch.zeros(200, 3)), "source_val": Outputs(validation, logits, labels),
+            "target": Outputs(target, torch.zeros(200, 3))}
+    assert VALIDATORS.get("dev_logistic")(sets) == pytest.approx(dev_risk(weights, losses))
 
 
 def test_runs_record_source_validation_and_dev(make_config, tmp_path):

@@ -17,10 +17,11 @@ Direction = Literal["max", "min"]
 SetName = Literal["source_train", "source_val", "target"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Outputs:
     """One evaluation set's features (N, D) and logits (N, C), and its labels where the validator may read them
-    (the labelled source sets only)."""
+    (the labelled source sets only). Hashed and compared by identity: what two validators derive from one set (its
+    k-means clusters) is computed once."""
 
     features: torch.Tensor
     logits: torch.Tensor

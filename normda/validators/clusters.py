@@ -2,10 +2,14 @@
 predicted classes agree with k-means clusters (k = classes) of the target features."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
 from normda.validators.base import Outputs, register
 
 
+@lru_cache(maxsize=1)  # ami and v_measure of one evaluation share the clustering
 def feature_clusters(target: Outputs, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(k-means cluster of each target sample with k the number of classes, its predicted class)."""
     from sklearn.cluster import KMeans  # only runs that compute these validators import scikit-learn
