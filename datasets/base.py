@@ -35,6 +35,7 @@ class DomainAdaptationTask:
     notes: dict = field(default_factory=dict)
     target_test_ten_crop: Dataset | None = None
     source_val: Dataset | None = None  # labelled source held out of training (data.source_val_fraction)
+    target_val: Dataset | None = None  # unlabelled target held out of adaptation (data.target_val_fraction)
     inputs: dict | None = None  # what identifies the files it reads (image files: count, bytes, names and sizes)
 
     @property
@@ -42,8 +43,8 @@ class DomainAdaptationTask:
         return len(self.classes)
 
     def sizes(self) -> dict[str, int]:
-        parts = ("source_train", "target_train", "target_test") + (("source_val",) if self.source_val else ())
-        return {name: len(getattr(self, name)) for name in parts}
+        parts = ("source_train", "target_train", "target_test", "source_val", "target_val")
+        return {name: len(getattr(self, name)) for name in parts if getattr(self, name) is not None}
 
     def train_loaders(self, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
         """Shuffled source and target loaders of ``batch_size`` samples each, dropping incomplete batches (TLlib):
@@ -85,6 +86,9 @@ class DomainAdaptationTask:
 
     def source_val_loader(self, batch_size: int, num_workers: int) -> DataLoader:
         return _loader(self.source_val, "source validation", batch_size, num_workers, shuffle=False, seed=0)
+
+    def target_val_loader(self, batch_size: int, num_workers: int) -> DataLoader:
+        return _loader(self.target_val, "target validation", batch_size, num_workers, shuffle=False, seed=0)
 
     def source_sample_loader(self, batch_size: int, num_workers: int, size: int = 1000) -> DataLoader:
         """At most ``size`` source training samples (a fixed draw), for the domain classifier of DEV."""
@@ -137,11 +141,22 @@ def build(cfg: Any) -> DomainAdaptationTask:
     """Build the task that ``cfg.name`` names, from the whole ``data`` config node (checked against the dataset's
     schema, ``datasets/settings.py``, by ``normda.schema.check_config``). With
     ``data.source_val_fraction`` > 0, that part of the source is held out of training as a labelled validation set
-    (for model selection without target labels), unless the dataset held it out itself (with its test transform)."""
+    (for model selection without target labels), unless the dataset held it out itself (with its test transform).
+    With ``data.target_val_fraction`` > 0, that part of the unlabelled target training set is held out of adaptation
+    for the label-free validators (Ericsson et al. 2023's practice), and accuracy stays on the target test split;
+    image-file datasets, whose target test set is the target training images, hold it out themselves and report
+    accuracy on the rest (``image_files.image_task``)."""
     task = DATASETS.get(cfg.name)(cfg)
     fraction = cfg.source_val_fraction
     if fraction and task.source_val is None:
         kept, held = hold_out(len(task.source_train), fraction, seed=0)
         task.source_val = Subset(task.source_train, held)
         task.source_train = Subset(task.source_train, kept)
+    target_fraction = cfg.target_val_fraction
+    if target_fraction and task.target_val is None:
+        kept, held = hold_out(len(task.target_train), target_fraction, seed=1)
+        task.target_val = Subset(task.target_train, held)
+        task.target_train = Subset(task.target_train, kept)
+        task.notes["target_validation"] = (f"validators on {len(held)} target training images held out of "
+                                           f"adaptation; accuracy on the target test split")
     return task

@@ -126,14 +126,25 @@ def fingerprint(samples: list[Sample], root: Path) -> dict[str, Any]:
 def image_task(cfg: Any, source: list[Sample], target: list[Sample], target_test: list[Sample], classes: list[str],
                names: tuple[str, str], notes: dict) -> DomainAdaptationTask:
     """The task of image files: the source (less the ``data.source_val_fraction`` held out, with the test transform),
-    the target to adapt to, and the target test images (also as ten crops where the transforms crop), transformed as
-    ``data`` says (``transforms.image_transforms``)."""
+    the target to adapt to (less the ``data.target_val_fraction`` held out for the validators, with the test
+    transform), and the target test images (also as ten crops where the transforms crop), transformed as ``data``
+    says (``transforms.image_transforms``). Where the target test images are the target's own (the standard
+    protocol), the held-out part leaves them too: accuracy is reported on the rest."""
     train, test, ten_crop = image_transforms(cfg)
     kept, held = hold_out(len(source), cfg.get("source_val_fraction") or 0.0, seed=0)
+    adapted, validation = hold_out(len(target), cfg.get("target_val_fraction") or 0.0, seed=1)
+    if validation:
+        tested_on_target = target_test is target
+        notes = {**notes, "target_validation": f"validators on {len(validation)} target images held out of "
+                 f"adaptation; accuracy on " + ("the other target images" if tested_on_target else
+                                                "the target test images")}
+        if tested_on_target:
+            target_test = [target[i] for i in adapted]
     return DomainAdaptationTask(
         source_train=ImageList([source[i] for i in kept], train),
         source_val=ImageList([source[i] for i in held], test) if held else None,
-        target_train=ImageList(target, train),
+        target_train=ImageList([target[i] for i in adapted], train),
+        target_val=ImageList([target[i] for i in validation], test) if validation else None,
         target_test=ImageList(target_test, test),
         classes=list(classes),
         source=names[0],

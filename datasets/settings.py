@@ -30,6 +30,7 @@ class DataConfig:
     image_size: Annotated[int, AtLeast(1)]
     channels: Channels
     source_val_fraction: Annotated[float, AtLeast(0), Below(1)]
+    target_val_fraction: Annotated[float, AtLeast(0), Below(1)]
     batch_size: Annotated[int, AtLeast(1)]  # per domain
     eval_batch_size: Annotated[int, AtLeast(1)]
     num_workers: Annotated[int, AtLeast(0)]

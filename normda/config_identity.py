@@ -27,8 +27,9 @@ IGNORED_FOR_IDENTITY = (
 
 #: settings added after runs were made, at the value that computes what those runs computed: left out of the id at
 #: that value, so a finished run keeps its folder name ("already finished"), and a run that sets another gets a new one
-#: (``trainer.validators``: a run that computes none records what runs recorded before the key existed)
-ADDED_AT_NEUTRAL = {"trainer.validators": []}
+#: (``trainer.validators``: a run that computes none records what runs recorded before the key existed;
+#: ``data.target_val_fraction``: none held out)
+ADDED_AT_NEUTRAL = {"trainer.validators": [], "data.target_val_fraction": 0.0}
 
 
 def _drop(tree: dict, dotted: str) -> None:

@@ -38,12 +38,22 @@ def reported_metric_is_measured(cfg: DictConfig) -> None:
 
 
 def selection_is_measured(cfg: DictConfig) -> None:
-    """The selections without target labels (``report.selection=source_val`` or ``dev``) read evaluations of
-    labelled source data held out of training, which exist only with ``data.source_val_fraction > 0``."""
-    if cfg.report.selection in ("source_val", "dev") and not cfg.data.source_val_fraction:
-        raise ConfigError(f"report.selection={cfg.report.selection} needs source data held out of training, and "
+    """A selection by a label-free validator (``report.selection=<validator>``) reads scores the run records: the
+    validator must be one the run computes (``trainer.validators``; ``source_val`` and ``dev_logistic`` are recorded
+    whenever part of the source is held out), and one that reads held-out source data needs
+    ``data.source_val_fraction > 0``."""
+    from normda.validators import VALIDATORS
+
+    selection = cfg.report.selection
+    if selection in ("last", "best"):
+        return
+    if "source_val" in VALIDATORS.get(selection).needs and not cfg.data.source_val_fraction:
+        raise ConfigError(f"report.selection={selection} needs source data held out of training, and "
                           f"data.source_val_fraction is {cfg.data.source_val_fraction}: set "
                           f"data.source_val_fraction=0.1, or report.selection=best")
+    if selection not in ("source_val", "dev_logistic") and selection not in cfg.trainer.validators:
+        raise ConfigError(f"report.selection={selection} reads a validator this run does not compute: add it to "
+                          f"trainer.validators, or choose another report.selection")
 
 
 def validators_have_their_sets(cfg: DictConfig) -> None:

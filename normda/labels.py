@@ -39,9 +39,11 @@ def table_labels(cfg: DictConfig) -> dict[str, Any]:
 
 def variant_label(cfg: DictConfig) -> str:
     """``lr=0.001, head_lr=1.0, source held out 0.1``: the keys the preset names in ``experiment.vary`` (by their last
-    part) and a held-out part of the source; "" for a run trained as its paper row."""
+    part) and a held-out part of the source or of the target; "" for a run trained as its paper row."""
     parts = [f"{key.rsplit('.', 1)[-1]}={OmegaConf.select(cfg, key)}"
              for key in OmegaConf.select(cfg, "experiment.vary", default=None) or []]
     if cfg.data.source_val_fraction:
         parts.append(f"source held out {cfg.data.source_val_fraction:g}")
+    if cfg.data.target_val_fraction:
+        parts.append(f"target held out {cfg.data.target_val_fraction:g}")
     return ", ".join(parts)

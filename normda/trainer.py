@@ -331,18 +331,25 @@ class Trainer:
     def evaluate(self, test_loaders: dict[str, DataLoader]) -> dict[str, Evaluation]:
         """The target test metrics; with a source validation set, also its accuracy (source statistics) and the DEV
         risk (``dev_logistic``) from the features of source training samples, source validation samples and the
-        target; and the validators the run computes (``self.validations``), all from these same passes."""
+        target; and the validators the run computes (``self.validations``), all from these same passes. The
+        validators' target is the held-out target part (``data.target_val_fraction``) where there is one, else at
+        most ``dev_target_samples`` of the target test set, kept from its pass."""
         s, task = self.plan, self.task
         self.normalization.before_evaluation(self.model, test_loaders["target_accuracy"], s.device)
         dev = task.source_val is not None
         computed = [*s.validators, *(["dev_logistic"] if dev and "dev_logistic" not in s.validators else [])]
         keep_target = any("target" in VALIDATORS.get(name).needs for name in computed)
+        on_test = keep_target and task.target_val is None  # else the validators read the held-out target part
         model, accelerate = self.forward_model, self.acceleration
         results = {metric: evaluate(model, loader, task.num_classes, s.device, None,
-                                    keep_features=s.dev_target_samples if keep_target and metric == "target_accuracy"
+                                    keep_features=s.dev_target_samples if on_test and metric == "target_accuracy"
                                     else 0, acceleration=accelerate)
                    for metric, loader in test_loaders.items()}
         sets = {"target": results["target_accuracy"]}
+        if keep_target and not on_test:
+            sets["target"] = evaluate(model, task.target_val_loader(s.eval_batch_size, s.num_workers),
+                                      task.num_classes, s.device, None, keep_features=s.dev_target_samples,
+                                      acceleration=accelerate)
         if dev:
             validation_loader = task.source_val_loader(s.eval_batch_size, s.num_workers)
             validation = evaluate(model, validation_loader, task.num_classes, s.device, "source",

@@ -2,6 +2,7 @@
 
     python scripts/collect.py outputs/experiments/transnorm_table1                 # every run below the folder
     python scripts/collect.py outputs/experiments/transnorm_table1 --selection dev --metric target_accuracy_10crop
+    python scripts/collect.py outputs/experiments/label_free_rank --selection v_measure --pool-source-only
     python scripts/collect.py --wandb my-entity/normda --experiment transnorm_table1   # W&B instead (network)
     python scripts/collect.py results/runs/cpu_digits --selection last --out results/tables --name cpu_digits
                                                     # writes results/tables/cpu_digits-last.{md,tex,csv}
@@ -12,10 +13,12 @@ normalization and the variant (a held-out part of the source, a preset's swept s
 recorded value differs between runs of one cell: runs pool as seeds only when their configs differ in the seed
 alone), columns tasks and their average; each cell is the mean ± std over finished seeds, the number of seeds, and the
 published number with our difference. The checkpoint of each run is chosen here, not in training: ``last``, ``best``
-(the papers' protocol: the best evaluation on the target test set, selecting with target labels), ``source_val``
-(held-out source accuracy) or ``dev`` (Deep Embedded Validation). By default the metric and the selection are those
-the runs' preset reports with (``report`` in the config, recorded in each run's labels.json: the 10-crop accuracy
-under protocol=transnorm, ...). Failed and unfinished runs are listed under the table. Reads run folders only; W&B is
+(the papers' protocol, the oracle: the best evaluation on the target test set, selecting with target labels), or
+any label-free validator the runs recorded (``source_val``: held-out source accuracy; ``dev``: Deep Embedded
+Validation; ``im``, ``v_measure``, ...: ``normda/validators/``), the table naming the validator that chose;
+``--pool-source-only`` lets a validator fall back on the source-only run of the same task and seed. By default the
+metric and the selection are those the runs' preset reports with (``report`` in the config, recorded in each run's
+labels.json: the 10-crop accuracy under protocol=transnorm, ...). Failed and unfinished runs are listed under the table. Reads run folders only; W&B is
 optional. The tables are printed; they are written as files only into the folder ``--out`` names, so that tabulating
 a few ablation runs never replaces a preset's tables of record in results/tables.
 """
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", type=Path, help="run folders, or folders holding them")
     parser.add_argument("--selection", choices=sorted(SELECTIONS), help="default: the one the runs recorded")
     parser.add_argument("--metric", choices=get_args(Metric), help="default: the one the runs recorded")
+    parser.add_argument("--pool-source-only", action="store_true",
+                        help="with a validator's --selection: choose each adapted run's checkpoint among its own and "
+                             "its task and seed's source-only run's evaluations")
     parser.add_argument("--experiment", help="the preset whose paper numbers to show (default: the runs' own)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B's public API instead")
     parser.add_argument("--out", type=Path, help="also write the tables into this folder (default: print them only)")
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        tables = collect_tables(runs, args.selection, args.metric, args.experiment)
+        tables = collect_tables(runs, args.selection, args.metric, args.experiment, args.pool_source_only)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -92,6 +92,8 @@ CATALOGUE = [
      "report.metric=target_accuracy_10crop is never measured with trainer.ten_crop=false"),
     ("a label-free selection without held-out source data", ["report.selection=dev"],
      "report.selection=dev needs source data held out of training"),
+    ("a selection by a validator the run does not compute", ["report.selection=im"],
+     "report.selection=im reads a validator this run does not compute: add it to trainer.validators"),
     ("held-out fraction out of range", ["data.source_val_fraction=1.5"],
      "data.source_val_fraction=1.5: give a value below 1"),
     ("norm.sync that is not a boolean", ["norm.sync=maybe"], "norm.sync='maybe': give true or false"),

@@ -48,7 +48,7 @@ def test_collect_without_out_prints_and_writes_no_file(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("selection,expected", [("last", [82.0, 85.0]), ("best", [84.0, 85.0]),
-                                                ("source_val", [82.0, 81.0]), ("dev", [84.0, 81.0])])
+                                                ("source_val", [82.0, 81.0]), ("dev_logistic", [84.0, 81.0])])
 def test_selection_rules_on_hand_made_metrics(selection, expected):
     runs = [run for run in find_runs([GOLDEN / "golden_runs"]) if run.name.startswith("dann-bn-A2W")]
     frame = runs_frame(runs, selection).sort_values("seed")
@@ -60,6 +60,7 @@ def test_selection_rules_on_hand_made_metrics(selection, expected):
 def test_selection_without_a_signal_is_a_gap():
     run = Run("r", {}, [{"step": 1, "target_accuracy": 50.0}], "done")
     assert SELECTIONS["dev"][1](run.metrics, "target_accuracy") is None
+    assert SELECTIONS["dev_logistic"][1](run.metrics, "target_accuracy") is None
     assert SELECTIONS["best"][1](run.metrics, "target_accuracy")["step"] == 1
 
 
@@ -132,7 +133,7 @@ def test_wandb_runs_through_a_fake_api(tmp_path):
     [run] = wandb_runs("me/normda", api=Api())
     assert run.status == "done" and [m["step"] for m in run.metrics] == [500, 1000]
     assert (run.labels["method_label"], run.labels["norm_label"]) == ("dann", "bn")
-    assert runs_frame([run], "dev").accuracy.item() == 75.0
+    assert runs_frame([run], "dev_logistic").accuracy.item() == 75.0
 
 
 # -- DEV ---------------------------------------------------------------------------------------------------------------
@@ -407,3 +408,26 @@ def test_a_failed_run_is_listed_under_the_table_never_a_column_of_its_own(tmp_pa
     assert table.tasks == ["M->U", "Avg"] and [row_text(row) for row in table.rows] == ["cdan_e / transnorm"]
     assert table.cell_text(table.rows[0], "Avg") == "60.5 (n=2)"
     assert "Z->U / seed 0: failed (data=digits_embedded has no domain 'Z'" in table.markdown()
+
+
+def test_a_validator_selection_can_fall_back_on_the_source_only_run():
+    """Ericsson et al.'s pool: an adaptation that destroyed accuracy can score worse than source only by the
+    validator, and then the source-only checkpoint of the same task and seed is the one reported."""
+    def run(name, method, seed, scores, accuracies):
+        labels = {"method_label": method, "norm_label": "bn", "variant": "", "task_label": "M->U", "seed": seed}
+        return Run(name, labels, [{"step": 100 * (i + 1), "validator/im": score, "target_accuracy": accuracy}
+                                  for i, (score, accuracy) in enumerate(zip(scores, accuracies))], "done")
+
+    runs = [run("dann0", "dann", 0, [1.0, 2.0], [50.0, 40.0]), run("dann1", "dann", 1, [1.0, 2.0], [50.0, 60.0]),
+            run("src0", "source_only", 0, [3.0], [70.0])]  # seed 1 has no source-only run: its own evaluations only
+    own = runs_frame(runs, "im").set_index("run")
+    pooled = runs_frame(runs, "im", pool_source_only=True).set_index("run")
+    assert own.accuracy.to_dict() == {"dann0": 40.0, "dann1": 60.0, "src0": 70.0}
+    assert pooled.accuracy.to_dict() == {"dann0": 70.0, "dann1": 60.0, "src0": 70.0}
+    assert pooled.source_only_chosen.to_dict() == {"dann0": True, "dann1": False, "src0": False}
+    table = build_table(pooled.reset_index(), read_paper(""), "im", "target_accuracy", pool_source_only=True)
+    assert "the source-only model was chosen for 1 of 2 adapted runs" in table.caption()
+    assert table.file_name("digits", False) == "digits-im-with-source-only"
+    assert "label-free validator im scores best" in table.caption()
+    with pytest.raises(ValueError, match="pooling the source-only runs applies to a selection by a label-free"):
+        collect_tables(runs, "best", pool_source_only=True)

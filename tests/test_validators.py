@@ -113,13 +113,17 @@ def test_devn_max_normalisation_by_hand():
     assert dev_risk(weights, np.array([1.0, 0.0, 1.0])) == pytest.approx(2 / 3)
 
 
-def test_the_mlp_density_ratio_tells_the_domains_apart():
-    from normda.validators.dev import mlp_density_ratios
+@pytest.mark.parametrize("recipe,samples", [("REFERENCE_FIT", 200), ("FAST_FIT", 1500)])
+def test_the_mlp_density_ratio_tells_the_domains_apart(recipe, samples):
+    """Both fits of the official classifier, each on a set it has steps enough for (two epochs of 32 are too few on
+    200 samples: the fast fit is for the thousands of samples an evaluation keeps)."""
+    from normda.validators import dev
 
     generator = torch.Generator().manual_seed(0)
-    source = torch.randn(120, 4, generator=generator) - 2.0
-    target = torch.randn(80, 4, generator=generator) + 2.0
-    ratios = mlp_density_ratios(source, target, torch.cat([source[:20], target[:20]]))
+    source = torch.randn(samples * 3 // 5, 4, generator=generator) - 2.0
+    target = torch.randn(samples * 2 // 5, 4, generator=generator) + 2.0
+    ratios = dev.mlp_density_ratios(source, target, torch.cat([source[:20], target[:20]]),
+                                    recipe=getattr(dev, recipe))
     assert ratios[20:].min() > ratios[:20].max()  # every target-like sample weighs more than any source-like one
     assert np.median(ratios[20:]) > 10 * np.median(ratios[:20])
 
@@ -158,3 +162,58 @@ def test_validator_settings_are_checked_before_the_run(make_config):
         check_config(make_config("trainer.validators=[imm]"))
     with pytest.raises(ConfigError, match="trainer.validators has dev, which reads source samples held out of training"):
         check_config(make_config("trainer.validators=[dev]"))
+
+
+def test_a_held_out_target_part_leaves_adaptation_and_the_test_split_stays(make_config):
+    """Digits-like data (a target test split of its own): the held-out part comes out of the target training set
+    only; the two parts are disjoint and together the whole set."""
+    from normda import datasets
+
+    whole = datasets.build(make_config().data)
+    task = datasets.build(make_config("data.target_val_fraction=0.25").data)
+    assert (len(task.target_val), len(task.target_train)) == (round(len(whole.target_train) * 0.25),
+                                                              len(whole.target_train) - len(task.target_val))
+    assert set(task.target_val.indices).isdisjoint(task.target_train.indices)
+    assert torch.equal(torch.stack([task.target_test[i][0] for i in range(len(task.target_test))]),
+                       torch.stack([whole.target_test[i][0] for i in range(len(whole.target_test))]))
+    assert "accuracy on the target test split" in task.notes["target_validation"]
+
+
+def test_image_files_tested_on_the_target_report_on_the_images_not_held_out(make_config, tmp_path):
+    """Office-31-like data (the target test set is the target's own images): the held-out images leave both the
+    adaptation and the test set, and are read with the test transform; a separate test folder stays whole."""
+    from test_custom_domains import folders_config, make_domains
+
+    from normda import datasets
+
+    root = make_domains(tmp_path / "mine", per_class=4)
+    task = datasets.build(folders_config(make_config, root, "backbone=dtn", "data.target_val_fraction=0.25").data)
+    held = {path for path, _ in task.target_val.samples}
+    assert len(held) == 3 and len(task.target_train.samples) == 9  # of 12 sketches
+    assert held.isdisjoint(path for path, _ in task.target_test.samples)
+    assert task.target_test.samples == task.target_train.samples
+    assert task.target_val.transform is task.target_test.transform
+    assert "accuracy on the other target images" in task.notes["target_validation"]
+    separate = datasets.build(folders_config(make_config, root, "backbone=dtn", "data.target_val_fraction=0.25",
+                                             "data.target_test=photos").data)
+    assert len(separate.target_test.samples) == 12 and len(separate.target_val.samples) == 3
+
+
+def test_the_validators_read_the_held_out_target_part_and_the_test_pass_keeps_nothing(make_config, tmp_path,
+                                                                                      monkeypatch):
+    import normda.trainer as trainer_module
+    from normda.experiment import train
+
+    passes = []
+    real_evaluate = trainer_module.evaluate
+
+    def recording(model, loader, *args, keep_features=0, **kwargs):
+        passes.append((len(loader.dataset), keep_features))
+        return real_evaluate(model, loader, *args, keep_features=keep_features, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate", recording)
+    summary = train(make_config("trainer.validators=[im]", "data.target_val_fraction=0.25", "trainer.iterations=2",
+                                "trainer.eval_every=2"), tmp_path / "run")
+    sizes = summary["dataset_sizes"]
+    assert passes == [(sizes["target_test"], 0), (sizes["target_val"], 2000)]
+    assert "validator/im" in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from normda.validators.base import VALIDATORS
+
 #: metric -> what it measures (each evaluation's line in ``metrics.jsonl`` holds it, where the run computes it)
 METRICS = {
     "target_accuracy": "accuracy on the target test set",
@@ -21,15 +23,43 @@ def _pick(records: list[dict], key: str, better: Callable[[float, float], bool])
     return chosen
 
 
-#: selection rule -> (description, function from a run's metrics lines and the reported metric to the chosen line)
+#: where each evaluation's line keeps a validator's score: ``validator/<name>``, except the two the trainer records
+#: whenever part of the source is held out (``data.source_val_fraction``), under the names they had before
+VALIDATOR_KEYS = {"source_val": "source_val_accuracy", "dev_logistic": "dev_risk"}
+
+
+def validator_key(name: str) -> str:
+    return VALIDATOR_KEYS.get(name, f"validator/{name}")
+
+
+def _by_validator(name: str) -> Callable[[list[dict], str], dict | None]:
+    """The evaluation ``name`` scores best (the later of equals); its direction is read when a table is made."""
+
+    def choose(records: list[dict], metric: str) -> dict | None:
+        from normda.validators import VALIDATORS
+
+        validator = VALIDATORS.get(name)
+        return _pick(records, validator_key(name), lambda new, old: not validator.better(old, new))
+
+    return choose
+
+
+_DESCRIPTIONS = {
+    "source_val": "the evaluation with the best accuracy on held-out source data (no target labels)",
+    "dev": "the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target labels)",
+    "dev_logistic": "the evaluation with the lowest DEV risk from a logistic-regression density ratio (no target "
+                    "labels)",
+}
+
+#: selection rule -> (description, function from a run's metrics lines and the reported metric to the chosen line):
+#: the last evaluation, the oracle, and one rule per label-free validator (``normda/validators/``)
 SELECTIONS: dict[str, tuple[str, Callable[[list[dict], str], dict | None]]] = {
     "last": ("the last evaluation", lambda records, metric: records[-1] if records else None),
     "best": ("the best of all evaluations on the target test set: the papers' protocol, which selects with the "
              "target labels", lambda records, metric: _pick(records, metric, lambda new, old: new > old)),
-    "source_val": ("the evaluation with the best accuracy on held-out source data (no target labels)",
-                   lambda records, metric: _pick(records, "source_val_accuracy", lambda new, old: new >= old)),
-    "dev": ("the evaluation with the lowest Deep Embedded Validation risk (You et al., ICML 2019; no target "
-            "labels)", lambda records, metric: _pick(records, "dev_risk", lambda new, old: new < old)),
+    **{name: (_DESCRIPTIONS.get(name, f"the evaluation the label-free validator {name} scores best (no target "
+                                      f"labels)"), _by_validator(name))
+       for name in VALIDATORS.names()},
 }
 
 Metric = Literal[tuple(METRICS)]

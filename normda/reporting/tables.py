@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from normda.config_identity import IGNORED_FOR_IDENTITY
+from normda.config_identity import ADDED_AT_NEUTRAL, IGNORED_FOR_IDENTITY
 from normda.reporting.selections import SELECTIONS
 from normda.run_folder import RunFolder, atomic_write_text
 
@@ -62,7 +62,8 @@ def load_run(path: Path) -> Run:
     folder = RunFolder.existing(path)
     metrics = folder.read_metrics()
     labels = folder.read_labels()
-    config = dotted(OmegaConf.to_container(OmegaConf.load(folder.config)) or {})
+    recorded = dotted(OmegaConf.to_container(OmegaConf.load(folder.config)) or {})
+    config = {**dotted(ADDED_AT_NEUTRAL), **recorded}  # a run from before a setting existed ran at its neutral value
     if folder.inputs.exists():  # the image files it read: runs on other files never pool as seeds
         config["inputs"] = json.loads(folder.inputs.read_text())["sha1"][:12]
     if labels is None:
@@ -142,17 +143,28 @@ def label_what_differs(runs: list[Run]) -> list[Run]:
     return [replace(run, labels={**run.labels, "variant": variant(run)}) for run in runs]
 
 
-def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy") -> pd.DataFrame:
+def runs_frame(runs: list[Run], selection: str = "best", metric: str = "target_accuracy",
+               pool_source_only: bool = False) -> pd.DataFrame:
     """One line per run: its labels, status, and ``metric`` at the checkpoint ``selection`` picks (NaN when the
-    run has no such checkpoint: not finished, or no source validation set for ``source_val``/``dev``); ``best``
-    selects by ``metric`` itself, as the papers' code keeps the maximum of the accuracy it reports."""
+    run has no such checkpoint: not finished, or no score of the validator that selects); ``best`` selects by
+    ``metric`` itself, as the papers' code keeps the maximum of the accuracy it reports. With ``pool_source_only``,
+    an adapted run's choice is made among its own evaluations and those of the finished source-only runs of its task
+    and seed (Ericsson et al. 2023: validators miss an adaptation that destroyed accuracy, the source-only model is the
+    fallback); ``source_only_chosen`` says where the choice fell there."""
     describe, choose = SELECTIONS[selection]
     rows = []
     for run in runs:
-        chosen = choose(run.metrics, metric) if run.status == "done" else None
+        fallback = [record for other in runs if pool_source_only and other is not run and other.status == "done"
+                    and run.labels.get("method_label") != "source_only"
+                    and other.labels.get("method_label") == "source_only"
+                    and (other.labels.get("task_label"), other.labels.get("seed"))
+                    == (run.labels.get("task_label"), run.labels.get("seed"))
+                    for record in other.metrics]
+        chosen = choose(run.metrics + fallback, metric) if run.status == "done" else None
         value = chosen.get(metric, np.nan) if chosen else np.nan
         rows.append({**run.labels, "run": run.name, "status": run.status, "reason": run.reason,
-                     "step": chosen["step"] if chosen else np.nan, "accuracy": value})
+                     "step": chosen["step"] if chosen else np.nan, "accuracy": value,
+                     "source_only_chosen": any(chosen is record for record in fallback)})
     return pd.DataFrame(rows)
 
 
@@ -186,6 +198,7 @@ class Table:
     selection: str
     metric: str
     scope: dict[str, str] = field(default_factory=dict)  # the TABLE_KEYS labels its runs share
+    source_only_chosen: tuple[int, int] | None = None  # with the source-only runs pooled: (chosen, of adapted runs)
 
     @property
     def slug(self) -> str:
@@ -193,8 +206,10 @@ class Table:
         return "-".join(value for value in self.scope.values() if value) or "runs"
 
     def file_name(self, stem: str, one_of_several: bool) -> str:
-        """``<stem>-<selection>``, or ``<stem>-<slug>-<selection>`` where the runs made several tables."""
-        return f"{stem}-{self.slug}-{self.selection}" if one_of_several else f"{stem}-{self.selection}"
+        """``<stem>-<selection>``, or ``<stem>-<slug>-<selection>`` where the runs made several tables;
+        ``-with-source-only`` after it where the source-only runs were pooled."""
+        selection = self.selection + ("-with-source-only" if self.source_only_chosen else "")
+        return f"{stem}-{self.slug}-{selection}" if one_of_several else f"{stem}-{selection}"
 
     def cell_text(self, row: tuple[str, str, str], task: str) -> str:
         match = (self.cells.task_label == task)
@@ -226,7 +241,14 @@ class Table:
         return ((f"Runs of {scope}. " if scope else "") +
                 f"{self.metric} (%), checkpoint: {SELECTIONS[self.selection][0]}. Cells: mean ± std over finished "
                 f"seeds (n), [the published number (the paper's, or a library's documentation's), our difference]; "
-                f"Avg over tasks when every task has a run.")
+                f"Avg over tasks when every task has a run." + self._pool_note())
+
+    def _pool_note(self) -> str:
+        if not self.source_only_chosen:
+            return ""
+        chosen, adapted = self.source_only_chosen
+        return (f" Each adapted run's checkpoint was chosen among its evaluations and those of the source-only run of "
+                f"its task and seed: the source-only model was chosen for {chosen} of {adapted} adapted runs.")
 
     def markdown(self) -> str:
         lines = [self.frame().to_markdown(index=False), "", self.caption()]
@@ -241,7 +263,7 @@ class Table:
 
 
 def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric: str,
-                scope: dict[str, str] | None = None) -> Table:
+                scope: dict[str, str] | None = None, pool_source_only: bool = False) -> Table:
     finished = frame[frame.status == "done"]
     keys = [*ROW_KEYS, "task_label"]
     stats = (finished.groupby(keys)["accuracy"].agg(mean="mean", std="std", seeds="count").reset_index()
@@ -266,22 +288,28 @@ def build_table(frame: pd.DataFrame, paper: pd.DataFrame, selection: str, metric
     grid["paper"] = pd.to_numeric(grid["paper"], errors="coerce")
     grid["difference"] = grid["mean"] - grid["paper"]
     problems = frame[frame.status != "done"].sort_values(keys + ["seed"])
-    return Table(grid, rows, [*tasks, "Avg"], problems, selection, metric, scope or {})
+    adapted = finished[finished.method_label != "source_only"]
+    pooled = (int(adapted.source_only_chosen.sum()), len(adapted)) if pool_source_only else None
+    return Table(grid, rows, [*tasks, "Avg"], problems, selection, metric, scope or {}, pooled)
 
 
 def collect_tables(runs: list[Run], selection: str | None = None, metric: str | None = None,
-                   experiment: str | None = None) -> list[Table]:
+                   experiment: str | None = None, pool_source_only: bool = False) -> list[Table]:
     """One table per :data:`TABLE_KEYS` scope of ``runs``, each with the selection and metric its runs recorded
     (unless given), the published numbers of its preset (or of ``experiment``), and a row per setting that differs
-    between runs of a cell (:func:`label_what_differs`)."""
+    between runs of a cell (:func:`label_what_differs`); ``pool_source_only`` as :func:`runs_frame` says, for the
+    label-free selections only (the oracle and ``last`` choose within a run)."""
+    if pool_source_only and selection in (None, "last", "best"):
+        raise ValueError("pooling the source-only runs applies to a selection by a label-free validator: give "
+                         "--selection <validator> (source_val, im, ...)")
     tables = []
     for group in separate_tables(runs):
         scope = {key: str(group[0].labels.get(key, "")) for key in TABLE_KEYS}
         chosen_selection = selection or recorded_choice(group, "selection")
         chosen_metric = metric or recorded_choice(group, "metric")
-        frame = runs_frame(label_what_differs(group), chosen_selection, chosen_metric)
+        frame = runs_frame(label_what_differs(group), chosen_selection, chosen_metric, pool_source_only)
         tables.append(build_table(frame, read_paper(experiment or scope["experiment"]), chosen_selection,
-                                  chosen_metric, scope))
+                                  chosen_metric, scope, pool_source_only))
     return tables
 
 
