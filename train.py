@@ -25,8 +25,11 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
+    """Train one run; return its score by ``search.objective`` (a label-free validator) to a sweeper, else nothing:
+    a sweeper never tunes on the target accuracy."""
     from normda.experiment import train
+    from normda.search import objective_value
 
     Started.value = True
     hydra_config = HydraConfig.get()
@@ -39,8 +42,10 @@ def main(cfg: DictConfig) -> float:
     except Interrupted as interrupted:  # the run is saved; a sweep stops here too
         print(f"error: {interrupted.message()}", file=sys.stderr, flush=True)
         sys.exit(interrupted.exit_status)
+    objective = cfg.search.objective
+    score = objective_value(objective, hydra_config.runtime.output_dir) if objective else None
     if os.environ.get("RANK", "0") != "0":
-        return summary["target_accuracy_last"]  # torchrun: process 0 reports
+        return score  # torchrun: process 0 reports
     ten_crop = (f", 10-crop {summary['target_accuracy_10crop_last']:.2f}%"
                 if "target_accuracy_10crop_last" in summary else "")
     class_averaged = f", class-averaged {summary['target_mean_class_accuracy_last']:.2f}%"
@@ -50,9 +55,9 @@ def main(cfg: DictConfig) -> float:
         f"{finished}target accuracy on {summary['target']} ({summary['target_test_samples']} test images): "
         f"{summary['target_accuracy_last']:.2f}%{ten_crop}{class_averaged} after {summary['iterations']} iterations "
         f"(best {summary['target_accuracy_best']:.2f}% at {summary['target_accuracy_best_step']}); run folder "
-        f"{hydra_config.runtime.output_dir}"
+        f"{hydra_config.runtime.output_dir}" + (f"; search objective {objective}: {score:.6g}" if objective else "")
     )
-    return summary["target_accuracy_last"]
+    return score
 
 
 if __name__ == "__main__":

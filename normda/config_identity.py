@@ -21,7 +21,7 @@ from normda.errors import ConfigError
 
 IGNORED_FOR_IDENTITY = (
     "hydra", "logger", "paths", "trainer.output_dir", "trainer.progress", "trainer.channels_last", "trainer.compile",
-    "data.root", "data.num_workers", "data.download", "report",
+    "data.root", "data.num_workers", "data.download", "report", "search",
 )
 
 
@@ -30,6 +30,15 @@ IGNORED_FOR_IDENTITY = (
 #: (``trainer.validators``: a run that computes none records what runs recorded before the key existed;
 #: ``data.target_val_fraction``: none held out)
 ADDED_AT_NEUTRAL = {"trainer.validators": [], "data.target_val_fraction": 0.0}
+
+
+def with_added_settings(cfg: DictConfig) -> DictConfig:
+    """A recorded config (a run's ``config.yaml``) with the settings added since it was written, at their neutral
+    values (:data:`ADDED_AT_NEUTRAL`), so that the code of today rebuilds what that run trained."""
+    for dotted, neutral in ADDED_AT_NEUTRAL.items():
+        if OmegaConf.select(cfg, dotted, default="absent") == "absent":
+            OmegaConf.update(cfg, dotted, neutral, force_add=True)
+    return cfg
 
 
 def _drop(tree: dict, dotted: str) -> None:

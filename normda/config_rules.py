@@ -69,8 +69,15 @@ def validators_have_their_sets(cfg: DictConfig) -> None:
                               f"data.source_val_fraction=0.1, or leave {name} out")
 
 
+def search_objective_is_label_free(cfg: DictConfig) -> None:
+    from normda.search import check_objective
+
+    check_objective(cfg)
+
+
 RULES: tuple[Callable[[DictConfig], None], ...] = (length_in_one_unit, reported_metric_is_measured,
-                                                   selection_is_measured, validators_have_their_sets)
+                                                   selection_is_measured, validators_have_their_sets,
+                                                   search_objective_is_label_free)
 
 
 def check_rules(cfg: DictConfig) -> None:

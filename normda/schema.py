@@ -1,7 +1,7 @@
 """The one check of a run's config, before anything is built or written: every group's keys against their schema.
 
 Each group declares its settings once, with types and ranges: ``trainer`` (``TrainerConfig``), ``model``
-(``ModelConfig``), ``report`` (``ReportConfig``), ``optim`` (``OptimConfig`` and the optimizer's own signature),
+(``ModelConfig``), ``report`` (``ReportConfig``), ``search`` (``SearchConfig``), ``optim`` (``OptimConfig`` and the optimizer's own signature),
 ``logger`` (``loggers.LOGGERS``), and each option of the four axes through its registry: a dataset's and a backbone's
 declared node schema (``datasets/settings.py``, ``backbones/base.py``), a normalization's and a method's constructor
 signature. The rules between keys live beside it (``config_rules.py``). ``${run_name:}`` names a run folder only
@@ -23,6 +23,7 @@ from normda.model import ModelConfig
 from normda.optim import check_optim
 from normda.registry import AtLeast, check_setting, check_settings, node_settings
 from normda.reporting.selections import ReportConfig
+from normda.search import SearchConfig
 from normda.trainer import TrainerConfig
 
 
@@ -44,6 +45,7 @@ def check_config(cfg: DictConfig) -> None:
     check_settings(TrainerConfig, cfg.trainer, "trainer", complete=True)
     check_settings(ModelConfig, cfg.model, "model", complete=True)
     check_settings(ReportConfig, cfg.report, "report", complete=True)
+    check_settings(SearchConfig, cfg.search, "search", complete=True)
     backbones.BACKBONES.check(cfg.backbone.name, node_settings(cfg.backbone))
     datasets.DATASETS.check(cfg.data.name, node_settings(cfg.data))
     for name in cfg.trainer.validators:

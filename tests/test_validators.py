@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -217,3 +218,50 @@ def test_the_validators_read_the_held_out_target_part_and_the_test_pass_keeps_no
     sizes = summary["dataset_sizes"]
     assert passes == [(sizes["target_test"], 0), (sizes["target_val"], 2000)]
     assert "validator/im" in (tmp_path / "run" / "metrics.jsonl").read_text()
+
+
+def test_weighted_spearman_by_hand():
+    """Dense ranks /4 = [.25, .5, .75, 1] against [.5, .25, .75, 1], weights max(r)^2 = [.25, .25, .5625, 1]: weighted
+    means 1.609375/2.0625, covariance 0.059688, variances 0.067264, correlation 0.8874. A swap among the worst
+    evaluations costs less than the plain Spearman's 0.8 says; the same swap among the best costs more."""
+    from normda.reporting.validator_ranking import weighted_spearman
+
+    assert weighted_spearman(np.array([1, 2, 3, 4]), np.array([2, 1, 3, 4])) == pytest.approx(0.8874, abs=1e-4)
+    assert weighted_spearman(np.array([1, 2, 3, 4]), np.array([1, 2, 4, 3])) < 0.8
+    assert weighted_spearman(np.array([3.0, 1.0, 2.0]), np.array([30.0, 10.0, 20.0])) == pytest.approx(1.0)
+    assert weighted_spearman(np.array([3.0, 1.0, 2.0]), np.array([10.0, 30.0, 20.0])) == pytest.approx(-1.0)
+
+
+def test_the_ranking_orients_each_validator_and_measures_its_gap_to_the_oracle():
+    from normda.reporting.tables import Run
+    from normda.reporting.validator_ranking import evaluations, rank
+
+    labels = {"method_label": "dann", "norm_label": "bn", "task_label": "M->U"}
+    accuracies = {"a": [50.0, 70.0], "b": [60.0, 90.0]}
+    # im rises with the accuracy; the DEV risk falls with it (lower is better); entropy picks the second-best
+    scores = {"a": ([1.0, 2.0], [0.9, 0.7], [0.0, 3.0]), "b": ([1.5, 4.0], [0.8, 0.1], [1.0, 2.0])}
+    runs = [Run(name, labels, [{"step": step, "target_accuracy": accuracy, "validator/im": im, "validator/dev": dev,
+                                "validator/entropy": entropy}
+                               for step, accuracy, im, dev, entropy in zip((1, 2), accuracies[name], *scores[name])],
+                "done") for name in ("a", "b")]
+    table = rank(evaluations(runs)).set_index("validator")
+    assert table.weighted_spearman["im"] == pytest.approx(1.0) and table.weighted_spearman["dev"] == pytest.approx(1.0)
+    assert (table.selected_accuracy["dev"], table.oracle_accuracy["dev"], table.gap["dev"]) == (90.0, 90.0, 0.0)
+    assert (table.selected_run["entropy"], table.selected_accuracy["entropy"], table.gap["entropy"]) == ("a", 70.0,
+                                                                                                          -20.0)
+    assert list(table.index)[-1] == "entropy"  # best correlation first
+
+
+def test_rank_validators_reads_a_sweeps_run_folders(make_config, tmp_path):
+    from conftest import load_script
+    from normda.experiment import train
+
+    for seed in (0, 1):
+        train(make_config("trainer.validators=[im,entropy]", f"seed={seed}", "trainer.iterations=4",
+                          "trainer.eval_every=2"), tmp_path / "runs" / f"run{seed}")
+    script = load_script("rank_validators")
+    assert script.main([str(tmp_path / "runs"), "--out", str(tmp_path / "tables"), "--name", "mine"]) == 0
+    table = pd.read_csv(tmp_path / "tables" / "mine-validators.csv")
+    assert sorted(table.validator) == ["entropy", "im"] and set(table.runs) == {2} and set(table.evaluations) == {4}
+    assert (tmp_path / "tables" / "mine-validators.png").stat().st_size > 0
+    assert script.main([str(tmp_path / "nothing")]) == 2

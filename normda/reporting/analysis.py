@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from normda import datasets
 from normda.evaluate import evaluate
 from normda.experiment import build_model
+from normda.config_identity import with_added_settings
 from normda.run_folder import RunFolder
 from normda.datasets.base import hold_out
 from normda.normalization import TransNorm1d, TransNorm2d, TransNorm3d, transferability_alpha
@@ -39,7 +40,7 @@ def load_trained(run_dir: str | Path):
     run = RunFolder.existing(run_dir)
     if not run.config.exists() or not run.checkpoint.exists():
         raise DataNotFoundError(f"{run.path} is not a run folder with a checkpoint: give a folder train.py wrote")
-    cfg = OmegaConf.load(run.config)
+    cfg = with_added_settings(OmegaConf.load(run.config))
     cfg.backbone.pretrained, cfg.backbone.weights = False, None
     task = datasets.build(cfg.data)
     model, _ = build_model(cfg, task.num_classes)
