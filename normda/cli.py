@@ -40,8 +40,17 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+#: Hydra plugins that come with an extra of this project: group/option -> the extra that installs it
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "search", "hydra/launcher/joblib": "joblib",
+                 "hydra/launcher/submitit_slurm": "slurm"}
+
+
 def unknown_option(error: MissingConfigException) -> str:
-    group, _, value = str(error.missing_cfg_file).rpartition("/")
+    missing = str(error.missing_cfg_file)
+    group, _, value = missing.rpartition("/")
+    if missing in PLUGIN_EXTRAS:
+        return (f"{group}={value} is a Hydra plugin that is not installed: pip install -e "
+                f"\".[{PLUGIN_EXTRAS[missing]}]\"")
     options = sorted(error.options or [])
     return f"unknown {group}={value}{suggestion(value, options)}: choose one of {', '.join(options)}"
 

@@ -42,6 +42,7 @@ def selection_is_measured(cfg: DictConfig) -> None:
     validator must be one the run computes (``trainer.validators``; ``source_val`` and ``dev_logistic`` are recorded
     whenever part of the source is held out), and one that reads held-out source data needs
     ``data.source_val_fraction > 0``."""
+    from normda.reporting.selections import records_validator
     from normda.validators import VALIDATORS
 
     selection = cfg.report.selection
@@ -51,7 +52,7 @@ def selection_is_measured(cfg: DictConfig) -> None:
         raise ConfigError(f"report.selection={selection} needs source data held out of training, and "
                           f"data.source_val_fraction is {cfg.data.source_val_fraction}: set "
                           f"data.source_val_fraction=0.1, or report.selection=best")
-    if selection not in ("source_val", "dev_logistic") and selection not in cfg.trainer.validators:
+    if not records_validator(cfg, selection):
         raise ConfigError(f"report.selection={selection} reads a validator this run does not compute: add it to "
                           f"trainer.validators, or choose another report.selection")
 

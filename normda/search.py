@@ -14,13 +14,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from normda.errors import ConfigError
-from normda.reporting.selections import METRICS, validator_key
+from normda.reporting.selections import METRICS, records_validator, validator_key
 from normda.run_folder import RunFolder
 from normda.validators import VALIDATORS
-
-#: validators every run with a held-out source part records, whatever ``trainer.validators`` says
-ALWAYS_RECORDED = ("source_val", "dev_logistic")
-
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -40,8 +36,7 @@ def check_objective(cfg: DictConfig) -> None:
                           f"({', '.join(VALIDATORS.names())})")
     if objective not in VALIDATORS.names():
         VALIDATORS.get(objective)  # the registry's one-line error, with the nearest name
-    recorded = objective in ALWAYS_RECORDED and cfg.data.source_val_fraction
-    if not recorded and objective not in cfg.trainer.validators:
+    if not records_validator(cfg, objective):
         raise ConfigError(f"search.objective={objective} is a validator this run does not compute: add it to "
                           f"trainer.validators")
 

@@ -68,3 +68,13 @@ def test_a_study_records_failed_trials_and_resumes_where_it_stopped(tmp_path):
     for trial in trials:
         if trial.state.name == "COMPLETE":
             assert trial.value == pytest.approx(finished[repr(trial.params["optim.optimizer.lr"])])
+
+
+def test_a_sweeper_plugin_that_is_not_installed_names_its_extra():
+    from hydra.errors import MissingConfigException
+
+    from normda.cli import unknown_option
+
+    error = MissingConfigException("missing", missing_cfg_file="hydra/sweeper/optuna", options=["basic"])
+    assert unknown_option(error) == ('hydra/sweeper=optuna is a Hydra plugin that is not installed: pip install -e '
+                                     '".[search]"')

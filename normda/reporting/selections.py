@@ -32,12 +32,15 @@ def validator_key(name: str) -> str:
     return VALIDATOR_KEYS.get(name, f"validator/{name}")
 
 
+def records_validator(cfg, name: str) -> bool:
+    """Whether a run of ``cfg`` records ``name``'s score at each evaluation."""
+    return name in cfg.trainer.validators or (name in VALIDATOR_KEYS and bool(cfg.data.source_val_fraction))
+
+
 def _by_validator(name: str) -> Callable[[list[dict], str], dict | None]:
     """The evaluation ``name`` scores best (the later of equals); its direction is read when a table is made."""
 
     def choose(records: list[dict], metric: str) -> dict | None:
-        from normda.validators import VALIDATORS
-
         validator = VALIDATORS.get(name)
         return _pick(records, validator_key(name), lambda new, old: not validator.better(old, new))
 
