@@ -13,7 +13,9 @@ bad value stops before any job runs. What Hydra raises, and how it reads here:
 * a required value (``???``: ``data.source`` of ``data=folders``) that the command left unset (OmegaConf's
   ``MissingMandatoryValue``, also inside an interpolation, raised when Hydra resolves the run folder's name):
   ``data.source must be set``;
-* a run folder that cannot be created under ``trainer.output_dir`` (an ``OSError`` before the run starts).
+* a run folder that cannot be created under ``trainer.output_dir`` (an ``OSError`` before the run starts);
+* an Optuna study whose every trial failed (the sweeper's ``ValueError`` on asking for the best trial):
+  ``every trial of study ... failed (the last: <reason>): ...`` (:func:`normda.study_resume.no_finished_trial`).
 
 Errors the run itself raises are :class:`normda.errors.UserError`, already one line.
 """
@@ -33,6 +35,7 @@ from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, Interpolatio
 
 from normda.errors import UserError, one_line
 from normda.registry import closest, suggestion
+from normda.study_resume import no_finished_trial
 
 
 def fail(message: str) -> NoReturn:
@@ -120,6 +123,11 @@ def run_with_one_line_errors(main: Callable[[], object], arguments: list[str]) -
         if "Missing mandatory value" not in str(error):
             raise
         fail(unset_value(error))
+    except ValueError:
+        message = no_finished_trial()
+        if message is None:
+            raise
+        fail(message)
     except OSError as error:
         if Started.value or not error.filename:
             raise

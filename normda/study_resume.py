@@ -8,6 +8,10 @@ killed sweep left running as failed (their run folders resume if the sampler ask
 lowers ``hydra.sweeper.n_trials`` to the trials the study still lacks. A sampler with a seed is given the seed plus the
 number of ended trials, so that a resumed study does not draw its first random suggestions again (a resumed study's
 next suggestions differ from an uninterrupted one's; the ended trials, which TPE learns from, are the same).
+
+The callback also remembers the study it started: when every trial fails, the plugin's ``study.best_trial`` raises
+optuna's bare ``ValueError: Record does not exist.``, and :func:`no_finished_trial` gives ``train.py`` the one line
+to say instead.
 """
 from __future__ import annotations
 
@@ -23,6 +27,32 @@ log = logging.getLogger(__name__)
 SQLITE = "sqlite:///"
 
 
+class StartedStudy:
+    """The study this process's sweep runs (storage, name) and the folder of its run folders; ``None`` until then."""
+
+    value: tuple[str, str, Path] | None = None
+
+
+def no_finished_trial() -> str | None:
+    """What to say when the study this process started has no finished trial (each one failed), else ``None``."""
+    if StartedStudy.value is None:
+        return None
+    import optuna
+    from optuna.trial import TrialState
+
+    storage, name, runs = StartedStudy.value
+    try:
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # the study was never created
+        return None
+    if any(trial.state == TrialState.COMPLETE for trial in trials):
+        return None
+    reasons = sorted(runs.glob("*/failed"), key=lambda path: path.stat().st_mtime)
+    reason = f" (the last: {reasons[-1].read_text().strip()})" if reasons else ""
+    return (f"every trial of study {name} failed{reason}: each run folder under {runs} says why in its `failed` "
+            f"file; fix the cause and run the same command again, the study resumes from {storage}")
+
+
 class ResumeStudy(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         import optuna
@@ -32,6 +62,7 @@ class ResumeStudy(Callback):
         storage, name = sweeper.storage, sweeper.study_name
         if not storage:
             return
+        StartedStudy.value = (str(storage), str(name), Path(config.trainer.output_dir))
         if str(storage).startswith(SQLITE):
             Path(str(storage)[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)
         if name not in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}:

@@ -83,6 +83,7 @@ def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python train.py <args>`` run in this process (``runpy``, as the interpreter runs a script, without starting
     one): its exit status and what it printed, as :func:`run_cli` returns them."""
     from normda.cli import Started
+    from normda.study_resume import StartedStudy
 
     GlobalHydra.instance().clear()
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -100,6 +101,7 @@ def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         os.chdir(previous)
         GlobalHydra.instance().clear()
         Started.value = False
+        StartedStudy.value = None
     return subprocess.CompletedProcess(["train.py", *args], status, stdout.getvalue(), stderr.getvalue())
 
 

@@ -70,6 +70,21 @@ def test_a_study_records_failed_trials_and_resumes_where_it_stopped(tmp_path):
             assert trial.value == pytest.approx(finished[repr(trial.params["optim.optimizer.lr"])])
 
 
+def test_a_study_whose_every_trial_fails_ends_in_one_line_naming_the_last_reason(tmp_path):
+    """Optuna's sweeper asks for the best trial after the last one; with none finished, optuna raises a bare
+    ``ValueError: Record does not exist.``, which train.py replaces with the failures' reason."""
+    study = ["-m", "experiment=label_free_search", "search.objective=im", "data=synthetic", "data.source=S",
+             "data.target=T", "backbone=lenet", "data.target_val_fraction=0.25", "trainer.ten_crop=false",
+             "report.metric=target_accuracy", "trainer.iterations=2", "trainer.eval_every=2", "logger=none", "trainer.progress=false",
+             f"trainer.output_dir={tmp_path}", "data.batch_size=1000", "hydra.sweeper.n_trials=2"]
+    result = run_in_process(*study, cwd=tmp_path)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: every trial of study im-transnorm-U2M failed (the last: the source domain has "
+                                "29 images, fewer than data.batch_size=1000: lower data.batch_size)")
+    assert "Traceback" not in result.stderr and "Record does not exist" not in result.stderr
+
+
 def test_a_sweeper_plugin_that_is_not_installed_names_its_extra():
     from hydra.errors import MissingConfigException
 
