@@ -4,14 +4,17 @@
     python scripts/reproduce.py transnorm_table1 --launcher joblib --jobs 4   # four at a time on this machine
     python scripts/reproduce.py transnorm_table1 --launcher slurm hydra.launcher.partition=gpu
     python scripts/reproduce.py smoke                                         # a few minutes on a CPU
+    python scripts/reproduce.py cpu_digits_dtn --continue-recorded            # train only what results/runs lacks
     python scripts/reproduce.py transnorm_table1 data.root=/data/office31 trainer.iterations=500   # any override
 
 The preset is ``conf/experiment/<name>.yaml``, a Hydra multirun over tasks, methods, normalizations and seeds; its
 cells outside that grid (``experiment.extra_cells``, e.g. source only with BN alone beside the methods x norms) run as
 one more multirun each, the cell's overrides over the preset's other swept keys. Its runs go to
 ``outputs/experiments/<name>/``. A run already finished there is not trained again (its folder is named by
-its config, and holds a done marker), so an interrupted reproduction continues where it stopped. A job that fails does
-not stop the others: the table shows its gap and lists it with its reason. The runs' records (config, labels,
+its config, and holds a done marker), so an interrupted reproduction continues where it stopped; with
+``--continue-recorded`` so do the finished runs whose records are kept (below), on a fresh clone where only the records
+travelled: each is copied into the output folder first, done marker and all, and counts as finished. A job that fails
+does not stop the others: the table shows its gap and lists it with its reason. The runs' records (config, labels,
 metrics, summary; never checkpoints) are kept in ``results/runs/<name>/`` and the tables (Markdown, LaTeX, CSV) built
 from them, so that ``scripts/collect.py results/runs/<name> --selection <s> --out results/tables --name <name>``
 regenerates each. They are written to ``results/tables/<name>-<selection>.*`` for every selection rule the runs can
@@ -47,6 +50,16 @@ def sweeps(preset: str) -> list[list[str]]:
     return [[]] + [[f"{key}={value}" for key, value in cell.items()] for cell in cells]
 
 
+def seed_from_records(records: Path, output: Path) -> int:
+    """Copy each finished run kept in ``records`` that ``output`` lacks into ``output``; return how many are there."""
+    finished = [folder for folder in (run_folders([records]) if records.is_dir() else [])
+                if RunFolder.existing(folder).done]
+    for folder in finished:
+        if not (output / folder.name).exists():
+            RunFolder.existing(folder).keep_records(output)
+    return len(finished)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", help=f"one of: {', '.join(presets())}")
@@ -59,11 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=Path, default=ROOT / "results" / "runs",
                         help="where the runs' records are kept, in <records>/<preset>/, for the tables to regenerate")
     parser.add_argument("--collect-only", action="store_true", help="build the tables from the runs there")
+    parser.add_argument("--continue-recorded", action="store_true",
+                        help="count the finished runs kept in <records>/<preset>/ as finished: train only the others")
     args = parser.parse_intermixed_args(argv)  # options and overrides in any order
     if args.preset not in presets():
         print(f"error: no preset {args.preset!r}: choose one of {', '.join(presets())}", file=sys.stderr)
         return 2
     output = (args.output_dir or Path("outputs") / "experiments" / args.preset).resolve()
+    records = args.records / args.preset
+    if args.continue_recorded:
+        continued = seed_from_records(records, output)
+        print(f"{continued} finished runs continued from their records in {records}", flush=True)
 
     if not args.collect_only:
         for cell in sweeps(args.preset):
@@ -78,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     if not folders:
         print(f"error: no run folder in {output}", file=sys.stderr)
         return 1
-    records = args.records / args.preset
     runs = find_runs([RunFolder.existing(folder).keep_records(records) for folder in folders])
     statuses = [run.status for run in runs]
     print(f"{len(runs)} runs in {output}: " + ", ".join(f"{statuses.count(s)} {s}" for s in

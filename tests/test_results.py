@@ -234,6 +234,30 @@ def test_reproduce_end_to_end_with_failing_jobs(tmp_path):
     assert unknown.returncode == 2 and "no preset 'table9': choose one of bgn_table7" in unknown.stderr
 
 
+def test_reproduce_continues_the_finished_runs_of_its_records(tmp_path, capsys):
+    """--continue-recorded copies each finished run kept in results/runs/<preset>/ into the output folder (where
+    train.py finds its done marker and skips it), leaving a run folder already there as it is; the tables built
+    from the output folder are then the published ones."""
+    import shutil
+
+    shutil.copytree(ROOT / "results" / "runs" / "smoke", tmp_path / "records" / "smoke")
+    recorded = sorted(path.name for path in (tmp_path / "records" / "smoke").iterdir())
+    unfinished = tmp_path / "runs" / recorded[0]  # a run of this machine's that has not finished yet
+    shutil.copytree(tmp_path / "records" / "smoke" / recorded[0], unfinished)
+    (unfinished / "done").unlink()
+    reproduce = load_script("reproduce")
+    arguments = ["smoke", "--collect-only", "--continue-recorded", "--output-dir", str(tmp_path / "runs"),
+                 "--records", str(tmp_path / "records"), "--tables", str(tmp_path / "tables"), "--selection", "last"]
+    assert reproduce.main(arguments) == 0
+    assert f"8 finished runs continued from their records in {tmp_path / 'records' / 'smoke'}" in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == recorded
+    assert [(tmp_path / "runs" / name / "done").exists() for name in recorded] == [False] + [True] * 7
+    (unfinished / "done").write_text("")  # as if it finished here: the table is the published one again
+    assert reproduce.main(arguments) == 0
+    assert (tmp_path / "tables" / "smoke-last.md").read_text() == (ROOT / "results" / "tables" / "smoke-last.md"
+                                                                    ).read_text()
+
+
 # -- analysis ----------------------------------------------------------------------------------------------------------
 
 def test_a_distance_and_ideal_joint_error():
