@@ -3,7 +3,8 @@ run again, a killed sweep continues where it stopped instead of running ``n_tria
 
 The plugin already reloads a stored study (``load_if_exists``) and records a failed trial as failed (with
 ``max_failure_rate: 1.0`` the study goes on). Before the sweeper starts (``on_multirun_start``, when Hydra has composed
-the sweep's config but not yet built the sweeper), this callback creates the SQLite file's folder, marks the trials a
+the sweep's config but not yet built the sweeper), this callback refuses a study without ``search.objective`` (its every trial would return
+nothing), creates the SQLite file's folder, marks the trials a
 killed sweep left running as failed (their run folders resume if the sampler asks for the same settings again), and
 lowers ``hydra.sweeper.n_trials`` to the trials the study still lacks. A sampler with a seed is given the seed plus the
 number of ended trials, so that a resumed study does not draw its first random suggestions again (a resumed study's
@@ -58,6 +59,11 @@ class ResumeStudy(Callback):
         import optuna
         from optuna.trial import TrialState
 
+        if config.search.objective is None:
+            from normda.cli import fail  # Hydra turns a callback's exception into a warning: only an exit stops it
+
+            fail("an Optuna study needs a score to maximise, and train.py returns one only with "
+                 "search.objective=<validator>: give one (source_val, v_measure, ...)")
         sweeper = config.hydra.sweeper
         storage, name = sweeper.storage, sweeper.study_name
         if not storage:

@@ -85,6 +85,18 @@ def test_a_study_whose_every_trial_fails_ends_in_one_line_naming_the_last_reason
     assert "Traceback" not in result.stderr and "Record does not exist" not in result.stderr
 
 
+def test_the_search_preset_searches_on_v_measure_and_refuses_a_study_without_an_objective(tmp_path):
+    from conftest import compose_config
+
+    assert compose_config(["experiment=label_free_search"]).search.objective == "v_measure"
+    result = run_in_process("-m", "experiment=label_free_search", "search.objective=null", "logger=none",
+                            f"trainer.output_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and not list(tmp_path.glob("*/config.yaml"))
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: an Optuna study needs a score to maximise, and train.py returns one only with "
+        "search.objective=<validator>: give one (source_val, v_measure, ...)")
+
+
 def test_a_sweeper_plugin_that_is_not_installed_names_its_extra():
     from hydra.errors import MissingConfigException
 
