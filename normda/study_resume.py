@@ -3,9 +3,9 @@ run again, a killed sweep continues where it stopped instead of running ``n_tria
 
 The plugin already reloads a stored study (``load_if_exists``) and records a failed trial as failed (with
 ``max_failure_rate: 1.0`` the study goes on). Before the sweeper starts (``on_multirun_start``, when Hydra has composed
-the sweep's config but not yet built the sweeper), this callback refuses a study without ``search.objective`` (its every trial would return
-nothing), creates the SQLite file's folder, marks the trials a
-killed sweep left running as failed (their run folders resume if the sampler asks for the same settings again), and
+the sweep's config but not yet built the sweeper), this callback refuses a study without ``search.objective`` (its
+every trial would return nothing), creates the SQLite file's folder, marks the trials a killed sweep left running as
+failed (their run folders resume if the sampler asks for the same settings again), and
 lowers ``hydra.sweeper.n_trials`` to the trials the study still lacks. A sampler with a seed is given the seed plus the
 number of ended trials, so that a resumed study does not draw its first random suggestions again (a resumed study's
 next suggestions differ from an uninterrupted one's; the ended trials, which TPE learns from, are the same).
@@ -17,6 +17,7 @@ to say instead.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ SQLITE = "sqlite:///"
 
 
 class StartedStudy:
-    """The study this process's sweep runs (storage, name) and the folder of its run folders; ``None`` until then."""
+    """The study this process's sweep runs (storage, name), the folder of its run folders and when it started (a
+    ``failed`` file older than that belongs to an earlier sweep); ``None`` until then."""
 
-    value: tuple[str, str, Path] | None = None
+    value: tuple[str, str, Path, float] | None = None
 
 
 def no_finished_trial() -> str | None:
@@ -41,14 +43,15 @@ def no_finished_trial() -> str | None:
     import optuna
     from optuna.trial import TrialState
 
-    storage, name, runs = StartedStudy.value
+    storage, name, runs, started = StartedStudy.value
     try:
         trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     except KeyError:  # the study was never created
         return None
     if any(trial.state == TrialState.COMPLETE for trial in trials):
         return None
-    reasons = sorted(runs.glob("*/failed"), key=lambda path: path.stat().st_mtime)
+    reasons = sorted((path for path in runs.glob("*/failed") if path.stat().st_mtime >= started),
+                     key=lambda path: path.stat().st_mtime)
     reason = f" (the last: {reasons[-1].read_text().strip()})" if reasons else ""
     return (f"every trial of study {name} failed{reason}: each run folder under {runs} says why in its `failed` "
             f"file; fix the cause and run the same command again, the study resumes from {storage}")
@@ -68,7 +71,7 @@ class ResumeStudy(Callback):
         storage, name = sweeper.storage, sweeper.study_name
         if not storage:
             return
-        StartedStudy.value = (str(storage), str(name), Path(config.trainer.output_dir))
+        StartedStudy.value = (str(storage), str(name), Path(config.trainer.output_dir), time.time())
         if str(storage).startswith(SQLITE):
             Path(str(storage)[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)
         if name not in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}:

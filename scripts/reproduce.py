@@ -52,11 +52,10 @@ def sweeps(preset: str) -> list[list[str]]:
 
 def seed_from_records(records: Path, output: Path) -> int:
     """Copy each finished run kept in ``records`` that ``output`` lacks into ``output``; return how many are there."""
-    finished = [folder for folder in (run_folders([records]) if records.is_dir() else [])
-                if RunFolder.existing(folder).done]
-    for folder in finished:
-        if not (output / folder.name).exists():
-            RunFolder.existing(folder).keep_records(output)
+    finished = [run for run in map(RunFolder.existing, run_folders([records]) if records.is_dir() else []) if run.done]
+    for run in finished:
+        if not (output / run.path.name).exists():
+            run.keep_records(output)
     return len(finished)
 
 

@@ -3,6 +3,8 @@ objectives refused, and an Optuna study that records failed trials and resumes w
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -75,14 +77,39 @@ def test_a_study_whose_every_trial_fails_ends_in_one_line_naming_the_last_reason
     ``ValueError: Record does not exist.``, which train.py replaces with the failures' reason."""
     study = ["-m", "experiment=label_free_search", "search.objective=im", "data=synthetic", "data.source=S",
              "data.target=T", "backbone=lenet", "data.target_val_fraction=0.25", "trainer.ten_crop=false",
-             "report.metric=target_accuracy", "trainer.iterations=2", "trainer.eval_every=2", "logger=none", "trainer.progress=false",
-             f"trainer.output_dir={tmp_path}", "data.batch_size=1000", "hydra.sweeper.n_trials=2"]
+             "report.metric=target_accuracy", "trainer.iterations=2", "trainer.eval_every=2", "logger=none",
+             "trainer.progress=false", f"trainer.output_dir={tmp_path}", "data.batch_size=1000",
+             "hydra.sweeper.n_trials=2"]
     result = run_in_process(*study, cwd=tmp_path)
     assert result.returncode == 2
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: every trial of study im-transnorm-U2M failed (the last: the source domain has "
                                 "29 images, fewer than data.batch_size=1000: lower data.batch_size)")
     assert "Traceback" not in result.stderr and "Record does not exist" not in result.stderr
+
+
+def test_a_failed_file_older_than_the_study_is_not_given_as_its_reason(tmp_path):
+    """A run folder an earlier sweep left failed in the same folder says nothing about this study's trials."""
+    import optuna
+
+    from normda.study_resume import StartedStudy, no_finished_trial
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="im-bn-U2M", storage=storage)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    stale = tmp_path / "an-earlier-sweeps-run"
+    stale.mkdir()
+    (stale / "failed").write_text("an earlier sweep's reason\n")
+    os.utime(stale / "failed", (0, 0))
+    StartedStudy.value = (storage, "im-bn-U2M", tmp_path, time.time())
+    try:
+        assert no_finished_trial() == (
+            f"every trial of study im-bn-U2M failed: each run folder under {tmp_path} says why in its `failed` file; "
+            f"fix the cause and run the same command again, the study resumes from {storage}")
+        os.utime(stale / "failed")  # as if this study's trial had failed there now
+        assert "failed (the last: an earlier sweep's reason):" in no_finished_trial()
+    finally:
+        StartedStudy.value = None
 
 
 def test_the_search_preset_searches_on_v_measure_and_refuses_a_study_without_an_objective(tmp_path):
